@@ -1,0 +1,3 @@
+from minibuild.cli import main
+
+raise SystemExit(main())
