@@ -1,0 +1,449 @@
+"""Layer blobs: deterministic tar streams, compressed and hashed in one pass.
+
+The same entries give the same bytes on any machine, at any time, under any umask or checkout path:
+  - members sorted by path components, every parent directory emitted before its children;
+  - uid/gid 0, empty uname/gname, mtime = `epoch`, no atime/ctime, modes taken only from the entries;
+  - POSIX pax format, which writes a plain ustar header (no pax record) for every ordinary member and adds
+    a pax record only when ustar cannot hold a value: names or link targets over 100 bytes or not ASCII,
+    files of 8 GiB or more. GNU format would do the same job with non-standard long-name members instead.
+Nothing is read from the host but the bytes of `source` files, streamed, never held whole in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import struct
+import tarfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+from minibuild.errors import BuildError, InputError
+from minibuild.oci._io import SourceReader, atomic_file, read_error, write_error
+from minibuild.oci.spec import LAYER_MEDIA_TYPES, Descriptor, Platform
+
+__all__ = [
+    "Descriptor",
+    "Layer",
+    "LayerEntry",
+    "Platform",
+    "epoch_from_env",
+    "plan_layer",
+    "tar_info",
+    "write_layer",
+]
+
+KINDS = ("file", "symlink", "dir")
+# Modes used when an entry gives none. Symlink permissions mean nothing on Linux; tar writes them as 0777.
+DEFAULT_MODES = {"file": 0o644, "dir": 0o755, "symlink": 0o777}
+# ustar's 12-byte octal mtime field holds values below 8**11; later epochs would need a pax record per member.
+MAX_EPOCH = 8**11 - 1
+# The compressors are fed fixed-size chunks so their output depends only on the tar bytes, never on how
+# tarfile happened to split its writes.
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One member of a layer. `path` is normalised on construction and `mode` filled from the kind's default.
+
+    mode: permission bits, setuid/setgid/sticky included only if given; None means 0644 for files and 0755
+    for dirs. Symlinks are always 0777. Content of a file comes from `source` (a host path, streamed) or
+    `data`, exactly one of them.
+    """
+
+    path: str
+    kind: str
+    mode: int | None = None
+    source: str | None = None
+    data: bytes | None = None
+    target: str | None = None
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        where = f" (from {self.origin})" if self.origin else ""
+        if self.kind not in KINDS:
+            raise InputError(
+                f"layer entry `{self.path}`{where} has kind `{self.kind}`; expected one of {', '.join(KINDS)}"
+            )
+        object.__setattr__(self, "path", _normalise_path(self.path, where))
+        if self.kind == "symlink":
+            object.__setattr__(self, "mode", DEFAULT_MODES["symlink"])
+        elif self.mode is None:
+            object.__setattr__(self, "mode", DEFAULT_MODES[self.kind])
+        elif isinstance(self.mode, bool) or not isinstance(self.mode, int) or not 0 <= self.mode <= 0o7777:
+            raise InputError(f"layer entry `{self.path}`{where} has mode {self.mode!r}; expected 0 to 0o7777")
+        if self.kind == "file":
+            if (self.source is None) == (self.data is None):
+                raise InputError(f"file entry `{self.path}`{where} needs exactly one of `source` and `data`")
+        elif self.source is not None or self.data is not None:
+            raise InputError(f"{self.kind} entry `{self.path}`{where} cannot have `source` or `data`")
+        if self.kind == "symlink":
+            if not self.target or "\0" in self.target:
+                raise InputError(f"symlink entry `{self.path}`{where} needs a non-empty `target`")
+            _check_utf8(self.target, f"symlink target of `{self.path}`{where}")
+        elif self.target is not None:
+            raise InputError(f"{self.kind} entry `{self.path}`{where} cannot have a `target`")
+        if self.path == "/" and self.kind != "dir":
+            raise InputError(f"the root `/`{where} can only be a directory")
+
+    def describe(self) -> str:
+        if self.kind == "symlink":
+            return f"a symlink to `{self.target}`"
+        if self.kind == "dir":
+            return f"a directory (mode {self.mode:04o})"
+        content = f"`{self.source}`" if self.source is not None else f"{len(self.data or b'')} bytes of data"
+        return f"a file (mode {self.mode:04o}) with the content of {content}"
+
+
+@dataclass(frozen=True)
+class Layer:
+    descriptor: Descriptor  # the blob as stored: compressed, if compression is not "none"
+    diff_id: str  # "sha256:..." of the uncompressed tar, as the config's rootfs lists it
+    uncompressed_size: int
+
+
+def _check_utf8(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{what} is not valid UTF-8: {text!r}") from None
+
+
+def _normalise_path(path: str, where: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InputError(f"layer path {path!r}{where} must be absolute (start with `/`)")
+    if "\0" in path:
+        raise InputError(f"layer path {path!r}{where} contains a NUL byte")
+    _check_utf8(path, f"layer path{where}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InputError(f"layer path `{path}`{where} must not contain `..`")
+    return "/" + "/".join(parts)
+
+
+def _sort_key(path: str) -> tuple[str, ...]:
+    # Comparing component tuples puts a directory right before its own subtree ("/a", "/a/b", "/a-b");
+    # str comparison is by code point, which for UTF-8 is byte order.
+    return tuple(path.split("/")[1:]) if path != "/" else ()
+
+
+def _origin(entry: LayerEntry) -> str:
+    return entry.origin or "an entry with no origin"
+
+
+def epoch_from_env(environ: dict[str, str] | None = None) -> int:
+    """SOURCE_DATE_EPOCH as an int (0 when unset), checked the way write_layer checks `epoch`."""
+    value = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise InputError(f"SOURCE_DATE_EPOCH must be a non-negative integer, got `{value}`")
+    return _check_epoch(int(value))
+
+
+def _check_epoch(epoch: int) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
+        raise InputError(f"epoch must be an integer from 0 to {MAX_EPOCH}, got {epoch!r}")
+    return epoch
+
+
+class _ContentKeys:
+    """(size, sha256) of file entries, computed only when two entries claim the same path."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[int, str]] = {}
+
+    def get(self, entry: LayerEntry) -> tuple[int, str]:
+        key = id(entry)
+        if key not in self._cache:
+            if entry.data is not None:
+                self._cache[key] = (len(entry.data), hashlib.sha256(entry.data).hexdigest())
+            else:
+                assert entry.source is not None
+                h = hashlib.sha256()
+                size = 0
+                with _open_source(entry) as f:
+                    while chunk := f.read(_CHUNK):
+                        h.update(chunk)
+                        size += len(chunk)
+                self._cache[key] = (size, h.hexdigest())
+        return self._cache[key]
+
+
+def _same(a: LayerEntry, b: LayerEntry, keys: _ContentKeys) -> bool:
+    if (a.kind, a.mode, a.target) != (b.kind, b.mode, b.target):
+        return False
+    if a.kind != "file":
+        return True
+    if a.source is not None and b.source is not None:
+        if os.path.realpath(a.source) == os.path.realpath(b.source):
+            return True
+    return keys.get(a) == keys.get(b)
+
+
+def plan_layer(entries: Iterable[LayerEntry]) -> tuple[LayerEntry, ...]:
+    """The members of the layer in tar order: duplicates merged, conflicts refused, parent dirs added.
+
+    Two entries for one path are merged when kind, mode and content are the same; otherwise InputError
+    names both origins. An entry under a path that is a file or symlink is refused too: a tar cannot
+    both hold a directory and a non-directory at one path, and writing through a symlink is ambiguous.
+    """
+    by_path: dict[str, LayerEntry] = {}
+    keys = _ContentKeys()
+    for entry in entries:
+        if not isinstance(entry, LayerEntry):
+            raise TypeError(f"expected LayerEntry, got {type(entry).__name__}")
+        seen = by_path.get(entry.path)
+        if seen is None:
+            by_path[entry.path] = entry
+        elif not _same(seen, entry, keys):
+            raise InputError(
+                f"two different entries for `{entry.path}`: {seen.describe()} from {_origin(seen)}, "
+                f"and {entry.describe()} from {_origin(entry)}",
+                hint="remove one of them, or give both the same content and mode",
+            )
+    implicit: dict[str, LayerEntry] = {}
+    for path, entry in by_path.items():
+        parent = posixpath.dirname(path)
+        while parent != "/":
+            above = by_path.get(parent)
+            if above is not None:
+                if above.kind != "dir":
+                    what = f"a symlink to `{above.target}`" if above.kind == "symlink" else "a file"
+                    raise InputError(
+                        f"`{path}` from {_origin(entry)} lies under `{parent}`, which is {what} "
+                        f"from {_origin(above)}",
+                        hint="put the entry at its real path" if above.kind == "symlink" else None,
+                    )
+            elif parent not in implicit:
+                implicit[parent] = LayerEntry(parent, "dir", origin=f"parent directory of `{path}`")
+            parent = posixpath.dirname(parent)
+    by_path.pop("/", None)  # the root is the extraction target itself; no tool writes a member for it
+    by_path.update(implicit)
+    return tuple(by_path[p] for p in sorted(by_path, key=_sort_key))
+
+
+def tar_info(entry: LayerEntry, size: int, epoch: int) -> tarfile.TarInfo:
+    """The header of one member: nothing in it comes from the host."""
+    info = tarfile.TarInfo(entry.path.lstrip("/"))
+    info.mtime = epoch
+    info.mode = entry.mode or 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.devmajor = info.devminor = 0
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == "symlink":
+        info.type = tarfile.SYMTYPE
+        info.linkname = entry.target or ""
+    else:
+        info.type = tarfile.REGTYPE
+        info.size = size
+    return info
+
+
+class _Compressor(Protocol):
+    def compress(self, data: bytes) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+class _Gzip:
+    """A gzip member (RFC 1952) with a header that carries nothing of the host or the time.
+
+    We write the header ourselves rather than use the gzip module so every byte of it is pinned:
+    no file name, MTIME 0, XFL from the level, OS 255 ("unknown", as Go and Python write).
+    Deflate output is deterministic for a given zlib implementation, version, level and input chunking
+    (the chunking is fixed by _Sink); a different zlib (e.g. zlib-ng) may give other compressed bytes,
+    and so another layer digest, but never another diff_id.
+    """
+
+    def __init__(self, level: int) -> None:
+        self._z = zlib.compressobj(
+            level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY
+        )
+        xfl = 2 if level == 9 else 4 if level == 1 else 0
+        self._header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, 255])
+        self._crc = 0
+        self._length = 0
+
+    def _take_header(self) -> bytes:
+        header, self._header = self._header, b""
+        return header
+
+    def compress(self, data: bytes) -> bytes:
+        self._crc = zlib.crc32(data, self._crc)
+        self._length += len(data)
+        return self._take_header() + self._z.compress(data)
+
+    def flush(self) -> bytes:
+        trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._length & 0xFFFFFFFF)
+        return self._take_header() + self._z.flush() + trailer
+
+
+def _zstd(level: int) -> _Compressor:
+    try:
+        import zstandard
+    except ImportError:
+        raise BuildError(
+            "compression `zstd` needs the Python package `zstandard`, which is not installed",
+            hint="install `zstandard`, or use compression `gzip`",
+        ) from None
+    # Single-threaded, with a content checksum. Output is deterministic for a given bundled libzstd version
+    # and level, like zlib's.
+    cctx: Any = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=0)
+    return cctx.compressobj()
+
+
+def _compressor(compression: str, gzip_level: int, zstd_level: int) -> _Compressor:
+    if compression == "gzip":
+        if isinstance(gzip_level, bool) or not isinstance(gzip_level, int) or not 0 <= gzip_level <= 9:
+            raise InputError(f"gzip level must be 0 to 9, got {gzip_level!r}")
+        return _Gzip(gzip_level)
+    if compression == "zstd":
+        if isinstance(zstd_level, bool) or not isinstance(zstd_level, int) or not 1 <= zstd_level <= 22:
+            raise InputError(f"zstd level must be 1 to 22, got {zstd_level!r}")
+        return _zstd(zstd_level)
+    return _Identity()
+
+
+class _Sink:
+    """What tarfile writes to: hashes the tar (diff_id), compresses it, hashes and writes the blob."""
+
+    def __init__(self, compressor: _Compressor, out: BinaryIO, dest: str) -> None:
+        self._compressor = compressor
+        self._out = out
+        self._dest = dest
+        self._buf = bytearray()
+        self._diff = hashlib.sha256()
+        self._blob = hashlib.sha256()
+        self.uncompressed_size = 0
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._diff.update(data)
+        self.uncompressed_size += len(data)
+        self._buf += data
+        if len(self._buf) >= _CHUNK:
+            whole = len(self._buf) - len(self._buf) % _CHUNK
+            view = memoryview(self._buf)
+            for start in range(0, whole, _CHUNK):
+                self._emit(self._compressor.compress(bytes(view[start : start + _CHUNK])))
+            view.release()
+            del self._buf[:whole]
+        return len(data)
+
+    def tell(self) -> int:
+        return self.uncompressed_size
+
+    def finish(self) -> None:
+        self._emit(self._compressor.compress(bytes(self._buf)))
+        self._buf.clear()
+        self._emit(self._compressor.flush())
+
+    def _emit(self, data: bytes) -> None:
+        if not data:
+            return
+        self._blob.update(data)
+        self.size += len(data)
+        try:
+            self._out.write(data)
+        except OSError as exc:
+            raise write_error(exc, self._dest) from exc
+
+    @property
+    def diff_id(self) -> str:
+        return "sha256:" + self._diff.hexdigest()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._blob.hexdigest()
+
+
+def _open_source(entry: LayerEntry) -> BinaryIO:
+    assert entry.source is not None
+    what = f"content of `{entry.path}` from {_origin(entry)}"
+    source = f"source `{entry.source}` of `{entry.path}` from {_origin(entry)}"
+    try:
+        f = open(entry.source, "rb")  # the caller closes it
+    except FileNotFoundError:
+        raise InputError(f"{source} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{source} is a directory") from None
+    except OSError as exc:
+        raise read_error(exc, entry.source, what) from exc
+    try:
+        st = os.fstat(f.fileno())
+    except OSError as exc:
+        f.close()
+        raise read_error(exc, entry.source, what) from exc
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise InputError(f"{source} is not a regular file")
+    return f
+
+
+def _add_file(tar: tarfile.TarFile, entry: LayerEntry, epoch: int) -> None:
+    if entry.data is not None:
+        tar.addfile(tar_info(entry, len(entry.data), epoch), io.BytesIO(entry.data))
+        return
+    assert entry.source is not None
+    with _open_source(entry) as f:
+        size = os.fstat(f.fileno()).st_size
+        reader = SourceReader(f, entry.source, f"content of `{entry.path}`")
+        try:
+            tar.addfile(tar_info(entry, size, epoch), reader)  # type: ignore[arg-type]
+        except OSError as exc:
+            # Reads and writes translate their own errors; tarfile raises this one when the file ended early.
+            raise BuildError(f"source file `{entry.source}` shrank while it was being read ({exc})") from exc
+        if reader.read(1):
+            raise BuildError(f"source file `{entry.source}` grew while it was being read")
+
+
+def write_layer(
+    entries: Iterable[LayerEntry],
+    dest: str,
+    *,
+    compression: str = "gzip",
+    gzip_level: int = 1,
+    zstd_level: int = 3,
+    epoch: int = 0,
+) -> Layer:
+    """Write the layer blob of `entries` to `dest` atomically and return its descriptor and diff_id.
+
+    compression: "gzip" | "zstd" | "none". The descriptor's media type follows it.
+    """
+    media_type = LAYER_MEDIA_TYPES.get(compression)
+    if media_type is None:
+        raise InputError(f"unknown compression `{compression}`; expected one of {sorted(LAYER_MEDIA_TYPES)}")
+    _check_epoch(epoch)
+    compressor = _compressor(compression, gzip_level, zstd_level)
+    members = plan_layer(entries)
+    with atomic_file(dest) as out:
+        sink = _Sink(compressor, out, dest)
+        tar = tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8")  # type: ignore[call-overload]
+        for entry in members:
+            if entry.kind == "file":
+                _add_file(tar, entry, epoch)
+            else:
+                tar.addfile(tar_info(entry, 0, epoch))
+        tar.close()
+        sink.finish()
+    return Layer(
+        descriptor=Descriptor(media_type=media_type, digest=sink.digest, size=sink.size),
+        diff_id=sink.diff_id,
+        uncompressed_size=sink.uncompressed_size,
+    )
