@@ -32,6 +32,7 @@ __all__ = [
     "Layer",
     "LayerEntry",
     "Platform",
+    "check_epoch",
     "epoch_from_env",
     "plan_layer",
     "tar_info",
@@ -105,7 +106,7 @@ class LayerEntry:
 class Layer:
     descriptor: Descriptor  # the blob as stored: compressed, if compression is not "none"
     diff_id: str  # "sha256:..." of the uncompressed tar, as the config's rootfs lists it
-    uncompressed_size: int
+    uncompressed_size: int | None  # None for a base image layer read back without verify_layers
 
 
 def _check_utf8(text: str, what: str) -> None:
@@ -144,10 +145,10 @@ def epoch_from_env(environ: dict[str, str] | None = None) -> int:
         return 0
     if not value.isdigit():
         raise InputError(f"SOURCE_DATE_EPOCH must be a non-negative integer, got `{value}`")
-    return _check_epoch(int(value))
+    return check_epoch(int(value))
 
 
-def _check_epoch(epoch: int) -> int:
+def check_epoch(epoch: int) -> int:
     if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= MAX_EPOCH:
         raise InputError(f"epoch must be an integer from 0 to {MAX_EPOCH}, got {epoch!r}")
     return epoch
@@ -429,7 +430,7 @@ def write_layer(
     media_type = LAYER_MEDIA_TYPES.get(compression)
     if media_type is None:
         raise InputError(f"unknown compression `{compression}`; expected one of {sorted(LAYER_MEDIA_TYPES)}")
-    _check_epoch(epoch)
+    check_epoch(epoch)
     compressor = _compressor(compression, gzip_level, zstd_level)
     members = plan_layer(entries)
     with atomic_file(dest) as out:
