@@ -1,0 +1,172 @@
+"""A whole build: analyse the requested targets, run their actions, put outputs in `.minibuild/out/`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from minibuild.analysis import Analysis, ConfiguredTarget
+from minibuild.cache import Cache
+from minibuild.digest import StatCache
+from minibuild.errors import MinibuildError
+from minibuild.executor import ActionResult, Event, Executor
+from minibuild.label import Label
+from minibuild.workspace import Workspace
+
+
+@dataclass
+class TargetResult:
+    label: Label
+    kind: str
+    rebuilt: bool
+    outputs: dict[str, str] = field(default_factory=dict)  # name -> path under the workspace
+    image: dict[str, Any] | None = None  # for images: tag, digest, files, sizes, layers
+
+
+@dataclass
+class BuildResult:
+    targets: list[TargetResult]
+    run: int
+    cached: int
+    results: dict[str, ActionResult]
+    warnings: list[str] = field(default_factory=list)
+
+
+class BuildFailed(MinibuildError):
+    """One or more actions failed; carries every failure (one unless --keep-going)."""
+
+    def __init__(self, failures: list[tuple[Label, BaseException]]) -> None:
+        first_label, first = failures[0]
+        message = f"cannot build `{first_label}`"
+        if len(failures) > 1:
+            message = f"{len(failures)} actions failed: " + ", ".join(f"`{lbl}`" for lbl, _ in failures)
+        super().__init__(message)
+        self.failures = failures
+        errors = [e for _, e in failures if isinstance(e, MinibuildError)]
+        # Bad input is exit 2 even when it surfaces while building; anything else that failed is exit 1.
+        self.exit_code = 2 if errors and all(e.exit_code == 2 for e in errors) else 1
+
+
+def out_dir(workspace: Workspace, label: Label) -> str:
+    return os.path.join(workspace.state_dir, "out", label.out_dir)
+
+
+def open_cache(workspace: Workspace) -> tuple[Cache, StatCache]:
+    cache = Cache(os.path.join(workspace.state_dir, "cache"))
+    return cache, StatCache(os.path.join(cache.root, "stat-cache.json"))
+
+
+def build(
+    workspace: Workspace,
+    patterns: Sequence[str],
+    package: str | None,
+    *,
+    jobs: int,
+    keep_going: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+) -> BuildResult:
+    analysis = Analysis(workspace)
+    labels = analysis.expand(patterns, package)
+    configured = analysis.analyse(labels)
+    actions = [a for ct in configured for a in ct.actions]
+    cache, stat_cache = open_cache(workspace)
+    executor = Executor(str(workspace.root), cache, stat_cache, jobs=jobs, keep_going=keep_going,
+                        on_event=on_event)
+    try:
+        results, failures = executor.run(actions)
+    finally:
+        stat_cache.save()
+    if failures:
+        raise BuildFailed([(a.owner, e) for a, e in failures])
+    requested = set(labels)
+    targets = [_finish(workspace, cache, ct, results) for ct in configured if ct.label in requested]
+    warnings = sorted({w for r in results.values() for w in _warnings(cache, r)})
+    return BuildResult(
+        targets=targets,
+        run=sum(1 for r in results.values() if not r.cached),
+        cached=sum(1 for r in results.values() if r.cached),
+        results=results,
+        warnings=warnings,
+    )
+
+
+def _warnings(cache: Cache, result: ActionResult) -> list[str]:
+    if result.action.mnemonic != "ElfClosure":
+        return []
+    with open(cache.blob_path(result.outputs["closure.json"].digest), encoding="utf-8") as f:
+        return [f"{result.action.owner}: {w}" for w in json.load(f).get("warnings", [])]
+
+
+def _finish(workspace: Workspace, cache: Cache, ct: ConfiguredTarget, results: dict[str, ActionResult]) -> TargetResult:
+    """Materialise a target's outputs under .minibuild/out and describe them."""
+    mine = [results[a.id] for a in ct.actions]
+    rebuilt = any(not r.cached for r in mine)
+    dest = out_dir(workspace, ct.label)
+    rel = os.path.relpath(dest, workspace.root)
+    result = TargetResult(ct.label, ct.target.rule, rebuilt)
+    outputs = {name: blob for r in mine for name, blob in r.outputs.items()}
+    for name, blob in outputs.items():
+        path = os.path.join(dest, name)
+        if not _same_file(path, cache.blob_path(blob.digest)):
+            cache.materialize(blob.digest, path)
+        result.outputs[name] = os.path.join(rel, name)
+    if "manifest.json" in outputs and "layers.json" in outputs:
+        result.image = _write_oci(cache, dest, rel, outputs, ct)
+    return result
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: ConfiguredTarget) -> dict[str, Any]:
+    from minibuild.oci.image import MEDIA_TYPE_MANIFEST
+    from minibuild.oci.layout import write_layout
+    from minibuild.oci.spec import Descriptor
+
+    def read(name: str) -> bytes:
+        with open(cache.blob_path(outputs[name].digest), "rb") as f:
+            return f.read()
+
+    manifest_blob = outputs["manifest.json"]
+    layers = json.loads(read("layers.json"))
+    info = next(p for p in ct.providers if type(p).__name__ == "ImageInfo")
+    oci_dir = os.path.join(dest, "oci")
+    marker = os.path.join(oci_dir, "index.json")
+    if not _layout_is(marker, manifest_blob.digest):
+        blobs: dict[str, str | bytes] = {d["digest"]: cache.blob_path(d["digest"]) for d in layers["layers"]}
+        blobs[outputs["config.json"].digest] = cache.blob_path(outputs["config.json"].digest)
+        blobs[manifest_blob.digest] = cache.blob_path(manifest_blob.digest)
+        desc = Descriptor(MEDIA_TYPE_MANIFEST, manifest_blob.digest, manifest_blob.size)
+        write_layout(oci_dir, blobs, [desc], ref_name=info.tag)
+    from minibuild.image_actions import image_files
+
+    files = image_files(layers)
+    return {
+        "tag": info.tag,
+        "digest": manifest_blob.digest,
+        "config_digest": outputs["config.json"].digest,
+        "files": files,
+        "size": sum(f["size"] for f in files),
+        "compressed_size": sum(d["size"] for d in layers["layers"]),
+        "layers": [{"digest": d["digest"], "size": d["size"], "created_by": d["created_by"]}
+                   for d in layers["layers"]],
+        "oci": os.path.join(rel, "oci"),
+        "tarball": os.path.join(rel, "image.tar"),
+        "warnings": layers.get("warnings", []),
+    }
+
+
+def _layout_is(index_path: str, manifest_digest: str) -> bool:
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+        return [m.get("digest") for m in index.get("manifests", [])] == [manifest_digest]
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -1,0 +1,82 @@
+"""`minibuild build`: build targets, load images into Docker, print what went into them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+NAME = "build"
+HELP = "build targets (labels or patterns such as //images:bash, //images/..., //...)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("patterns", nargs="+", metavar="LABEL", help="targets to build")
+    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+                   help="actions run at once (default: number of cores)")
+    p.add_argument("-k", "--keep-going", action="store_true",
+                   help="build everything that does not depend on a failure, report all failures at the end")
+    p.add_argument("--no-load", action="store_true", help="do not load images into the Docker engine")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
+    p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-file tables")
+
+
+def run(args: argparse.Namespace) -> int:
+    from minibuild import daemon, ui
+    from minibuild.build import build
+    from minibuild.errors import InputError
+    from minibuild.workspace import Workspace
+
+    if args.jobs < 1:
+        raise InputError(f"`--jobs` must be at least 1, got {args.jobs}")
+    started = time.monotonic()
+    workspace = Workspace.find()
+    package = workspace.package_of(os.getcwd())
+    progress = ui.Progress(args.plain or args.json)
+    with progress.show():
+        result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
+                       on_event=progress.event)
+    images = [t for t in result.targets if t.image]
+    loaded: dict[str, str] = {}
+    if images and not args.no_load:
+        client, why = daemon.connect()
+        if client is None:
+            ui.info(f"not loading images: {why} (the images are in .minibuild/out; use --no-load to skip this)")
+        else:
+            known = daemon.image_ids(client)
+            for t in images:
+                did = daemon.load(client, os.path.join(workspace.root, t.image["tarball"]), t.image["tag"],
+                                  t.image["config_digest"], known)
+                loaded[str(t.label)] = "loaded" if did else "already loaded"
+    for w in result.warnings:
+        ui.warn(w)
+    if args.json:
+        out = {
+            "targets": [
+                {
+                    "label": str(t.label),
+                    "kind": t.kind,
+                    "rebuilt": t.rebuilt,
+                    "outputs": t.outputs,
+                    **({k: t.image[k] for k in ("tag", "digest", "size", "compressed_size", "oci", "tarball",
+                                                "layers")}
+                       | {"files": len([f for f in t.image["files"] if f["kind"] == "file"]),
+                          "loaded": loaded.get(str(t.label), "no")} if t.image else {}),
+                }
+                for t in result.targets
+            ],
+            "actions": {"run": result.run, "cached": result.cached},
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for t in images:
+            if not args.quiet:
+                ui.image_report(str(t.label), t.image, t.rebuilt)
+            if str(t.label) in loaded:
+                ui.info(f"  docker {loaded[str(t.label)]} as {t.image['tag']}")
+        ui.summary(len(result.targets), result.run, result.cached, time.monotonic() - started)
+    return 0

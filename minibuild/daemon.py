@@ -1,0 +1,64 @@
+"""The Docker engine, through the docker SDK (imported lazily: most commands never need it).
+
+Honours DOCKER_HOST like the docker CLI. Every failure becomes an EngineError with what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from minibuild.errors import EngineError
+
+
+def connect(timeout: float = 5.0) -> tuple[Any | None, str]:
+    """A client for the engine and "" when one answers; otherwise None and the reason."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError as exc:  # pragma: no cover - a dependency of minibuild
+        return None, f"the docker SDK is not importable: {exc}"
+    try:
+        client = docker.from_env(timeout=int(timeout))
+        client.ping()
+        return client, ""
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        return None, f"no Docker engine at `{where}` ({_short(exc)})"
+    except Exception as exc:  # noqa: BLE001 - requests/urllib3 errors vary by version
+        return None, f"no Docker engine ({_short(exc)})"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def image_ids(client: Any) -> dict[str, str]:
+    """Tag -> image id for every tagged image in the engine (one API call)."""
+    try:
+        ids = {}
+        for img in client.api.images():
+            for tag in img.get("RepoTags") or []:
+                ids[tag] = img["Id"]
+        return ids
+    except Exception as exc:  # noqa: BLE001
+        raise EngineError(f"listing the Docker engine's images failed: {_short(exc)}") from None
+
+
+def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[str, str] | None = None) -> bool:
+    """Load an image tarball unless the engine already has `tag` at this config; True if it loaded."""
+    if known is not None and known.get(tag) == config_digest:
+        return False
+    try:
+        with open(tarball, "rb") as f:
+            for chunk in client.api.load_image(f):
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise EngineError(f"the Docker engine refused `{tag}`: {chunk['error']}")
+    except EngineError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise EngineError(f"loading `{tag}` into the Docker engine failed: {_short(exc)}",
+                          hint="the image is still in `.minibuild/out`; `docker load -i` it by hand, "
+                               "or build again with `--no-load`") from None
+    return True

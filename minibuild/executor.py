@@ -1,0 +1,241 @@
+"""Run an action graph: in parallel, each action at most once, skipping every action whose key is cached.
+
+An action's key hashes its kind, version, params and the content digest of every input; derived
+inputs are known only once their producer has run (or hit the cache), so keys are computed as the
+graph unfolds. An action that re-runs and writes identical bytes leaves its dependents cached
+(early cutoff). Actions that discover their inputs (the ELF closure) record what they looked at,
+and a cache hit is confirmed by re-checking those paths through the stat cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from minibuild.actions import Action, Artifact, action_key, explain
+from minibuild.cache import Blob, Cache
+from minibuild.digest import StatCache
+from minibuild.errors import BuildError, InputError, MinibuildError
+
+
+@dataclass
+class ActionResult:
+    action: Action
+    key: str
+    outputs: dict[str, Blob]
+    cached: bool
+    seconds: float = 0.0
+    reason: str = ""
+    blobs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # "start" | "done" | "cached" | "failed" | "skipped"
+    action: Action
+    result: ActionResult | None = None
+    error: BaseException | None = None
+
+
+class ActionRun:
+    """What an action function receives: its params, input and output paths, and the store."""
+
+    def __init__(self, action: Action, inputs: dict[str, str], outputs: dict[str, str], root: str,
+                 cache: Cache, stat_cache: StatCache) -> None:
+        self.action = action
+        self.params = action.params_dict()
+        self.inputs = inputs
+        self.outputs = outputs
+        self.root = root
+        self.cache = cache
+        self.stat_cache = stat_cache
+        self.discovered: set[str] = set()
+        self.extra_blobs: list[str] = []
+        self.warnings: list[str] = []
+
+    def input(self, artifact: Artifact) -> str:
+        return self.inputs[artifact.path]
+
+    def discover(self, *host_paths: str) -> None:
+        """Record paths this run depended on (present or absent); a change to any re-runs the action."""
+        self.discovered.update(host_paths)
+
+    def digest(self, host_path: str) -> str:
+        return self.stat_cache.digest(host_path)
+
+    def store_blob(self, path: str, digest: str | None = None) -> Blob:
+        """Move a file into the store as an extra output of this action (e.g. a layer)."""
+        blob = self.cache.put_file(path, digest)
+        self.extra_blobs.append(blob.digest)
+        return blob
+
+    def blob_path(self, digest: str) -> str:
+        return self.cache.blob_path(digest)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def _resolve_function(spec: str) -> Callable[[ActionRun], None]:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class Executor:
+    def __init__(self, root: str, cache: Cache, stat_cache: StatCache, *, jobs: int, keep_going: bool = False,
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        self.root = root
+        self.cache = cache
+        self.stat_cache = stat_cache
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.on_event = on_event or (lambda e: None)
+        self._lock = threading.Lock()
+
+    def run(self, actions: Sequence[Action]) -> tuple[dict[str, ActionResult], list[tuple[Action, BaseException]]]:
+        """Run every action; returns results by action id and the failures (non-empty only with keep_going)."""
+        producer: dict[str, Action] = {}
+        for a in actions:
+            for out in a.outputs:
+                producer[out.path] = a
+        deps: dict[str, set[str]] = {}
+        dependents: dict[str, list[Action]] = {a.id: [] for a in actions}
+        for a in actions:
+            deps[a.id] = {producer[i.path].id for i in a.inputs if i.kind == "derived"}
+            for d in deps[a.id]:
+                dependents[d].append(a)
+        results: dict[str, ActionResult] = {}
+        failures: list[tuple[Action, BaseException]] = []
+        blocked: set[str] = set()
+        pending = {a.id: len(deps[a.id]) for a in actions}
+        ready = [a for a in actions if pending[a.id] == 0]
+        running: dict[Future[ActionResult], Action] = {}
+
+        def block(action: Action) -> None:
+            for d in dependents[action.id]:
+                if d.id not in blocked:
+                    blocked.add(d.id)
+                    self.on_event(Event("skipped", d))
+                    block(d)
+
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="minibuild") as pool:
+            while ready or running:
+                while ready and (self.keep_going or not failures):
+                    a = ready.pop(0)
+                    running[pool.submit(self._run_one, a, producer, results)] = a
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    a = running.pop(fut)
+                    try:
+                        results[a.id] = fut.result()
+                    except BaseException as exc:  # noqa: BLE001 - reported, then re-raised by the caller
+                        failures.append((a, exc))
+                        self.on_event(Event("failed", a, error=exc))
+                        block(a)
+                        continue
+                    for d in dependents[a.id]:
+                        pending[d.id] -= 1
+                        if pending[d.id] == 0 and d.id not in blocked:
+                            ready.append(d)
+                if failures and not self.keep_going:
+                    ready.clear()
+        return results, failures
+
+    def _input_digests(self, action: Action, results: dict[str, ActionResult],
+                       producer: dict[str, Action]) -> tuple[dict[str, str], dict[str, str]]:
+        digests: dict[str, str] = {}
+        paths: dict[str, str] = {}
+        for art in action.inputs:
+            if art.kind == "derived":
+                blob = results[producer[art.path].id].outputs[art.name]
+                digests[art.path] = blob.digest
+                paths[art.path] = self.cache.blob_path(blob.digest)
+            else:
+                host = os.path.join(self.root, art.path)
+                digests[art.path] = self._source_digest(action, art, host)
+                paths[art.path] = host
+        return digests, paths
+
+    def _source_digest(self, action: Action, art: Artifact, host: str) -> str:
+        real = os.path.realpath(host)
+        root = os.path.realpath(self.root)
+        if real != root and not real.startswith(root + os.sep):
+            raise InputError(f"source `{art.path}` of `{action.owner}` resolves outside the workspace "
+                             f"(to `{real}`)", hint="symlinks in the workspace must point inside it")
+        try:
+            return self.stat_cache.digest(host)
+        except FileNotFoundError:
+            raise InputError(f"source file `{art.path}` of `{action.owner}` does not exist",
+                             hint="check the path; it is relative to the package's BUILD.toml") from None
+        except IsADirectoryError:
+            raise InputError(f"source `{art.path}` of `{action.owner}` is a directory, not a file") from None
+        except OSError as exc:
+            raise InputError(f"cannot read source `{art.path}` of `{action.owner}`: {exc.strerror}") from None
+
+    def _hit(self, key: str) -> dict[str, Any] | None:
+        entry = self.cache.get_action(key)
+        if entry is None:
+            return None
+        for path, fp in entry.get("discovered", {}).items():
+            try:
+                if self.stat_cache.fingerprint(path) != fp:
+                    return None
+            except OSError:
+                return None
+        return entry
+
+    def _run_one(self, action: Action, producer: dict[str, Action],
+                 results: dict[str, ActionResult]) -> ActionResult:
+        digests, paths = self._input_digests(action, results, producer)
+        manifest = action.key_manifest(digests)
+        key = action_key(manifest)
+        entry = self._hit(key)
+        if entry is None:
+            with self.cache.lock(key):
+                entry = self._hit(key)  # another process may have built it while we waited
+                if entry is None:
+                    return self._execute(action, key, manifest, paths)
+        result = ActionResult(action, key, {k: Blob(v["digest"], v["size"]) for k, v in entry["outputs"].items()},
+                              cached=True, blobs=entry.get("blobs", []))
+        self.on_event(Event("cached", action, result))
+        return result
+
+    def _execute(self, action: Action, key: str, manifest: dict[str, Any], paths: dict[str, str]) -> ActionResult:
+        reason = explain(self.cache.last_manifest(action.id), manifest)
+        self.on_event(Event("start", action))
+        started = time.monotonic()
+        with self.cache.workdir() as work:
+            outputs = {o.name: os.path.join(work, o.name) for o in action.outputs}
+            run = ActionRun(action, paths, outputs, self.root, self.cache, self.stat_cache)
+            try:
+                _resolve_function(action.function)(run)
+            except MinibuildError:
+                raise
+            except OSError as exc:
+                raise BuildError(f"{action.description} failed: {exc}") from exc
+            stored: dict[str, Blob] = {}
+            for name, path in outputs.items():
+                if not os.path.isfile(path):
+                    raise BuildError(f"{action.description} did not write its declared output `{name}`")
+                stored[name] = self.cache.put_file(path)
+            discovered = {p: self.stat_cache.fingerprint(p) for p in sorted(run.discovered)}
+        entry = {
+            "outputs": {k: {"digest": b.digest, "size": b.size} for k, b in stored.items()},
+            "blobs": sorted(set(run.extra_blobs)),
+            "discovered": discovered,
+            "warnings": run.warnings,
+        }
+        self.cache.put_action(key, entry)
+        self.cache.put_last_manifest(action.id, manifest)
+        result = ActionResult(action, key, stored, cached=False, seconds=time.monotonic() - started,
+                              reason=reason, blobs=entry["blobs"])
+        self.on_event(Event("done", action, result))
+        return result

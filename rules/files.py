@@ -1,0 +1,45 @@
+"""`files`: a group of workspace files with their destinations and modes, for images to include.
+
+    [[files]]
+    name = "nginx_conf"
+    files = [{ src = "nginx.conf", dest = "/etc/nginx/nginx.conf", mode = "0644" }]
+"""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from minibuild.rule import Attrs, RuleContext, rule
+from rules.common import Mode, image_path
+from rules.providers import DefaultInfo, FileEntry, FilesInfo
+
+
+class GroupFile(Attrs):
+    src: str
+    dest: str
+    mode: Mode = 0o644
+
+    @field_validator("dest")
+    @classmethod
+    def _dest(cls, v: str) -> str:
+        return image_path(v, "destination")
+
+
+class FilesAttrs(Attrs):
+    files: list[GroupFile]
+
+
+def _files_impl(ctx: RuleContext) -> list[object]:
+    a: FilesAttrs = ctx.attrs  # type: ignore[assignment]
+    entries = []
+    seen: dict[str, int] = {}
+    for i, f in enumerate(a.files):
+        if f.dest in seen:
+            raise ctx.fail(f"two files for `{f.dest}`: `files[{seen[f.dest]}]` and `files[{i}]`", f"files[{i}].dest")
+        seen[f.dest] = i
+        entries.append(FileEntry(f.dest, f.mode, ctx.source(f.src, f"files[{i}].src"), f"{ctx.label} files[{i}]"))
+    return [FilesInfo(tuple(entries)), DefaultInfo(tuple(e.artifact for e in entries))]
+
+
+files = rule(implementation=_files_impl, attrs=FilesAttrs,
+             doc="A group of workspace files with destinations in the image and modes.")

@@ -1,0 +1,174 @@
+"""`image`: a minimal OCI image of programs from a sysroot, with their ELF closure and extra files.
+
+    [[image]]
+    name = "bash"
+    binaries = ["/bin/bash"]
+    files = [{ src = "bashrc", dest = "/etc/bash.bashrc", mode = "0644" }]
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from minibuild.rule import Attrs, Dep, PathOrLabel, RuleContext, rule
+from rules.common import Mode, check_tag, image_path
+from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class FileSpec(Attrs):
+    src: PathOrLabel
+    dest: str | None = None  # optional for a `files` target: its entries carry their own
+    mode: Mode | None = None
+
+    @field_validator("dest")
+    @classmethod
+    def _dest(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v.endswith("/") and v != "/":
+            return image_path(v, "destination").rstrip("/") + "/"
+        return image_path(v, "destination")
+
+
+class ImageAttrs(Attrs):
+    binaries: list[str] = []
+    files: list[FileSpec] = []
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    env: dict[str, str] = {}
+    workdir: str = ""
+    user: str = ""
+    tag: str | None = None
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    exposed_ports: list[str] = []
+    stop_signal: str = ""
+    compression: Literal["gzip", "zstd", "none"] = "gzip"
+    gzip_level: int = 1
+
+    @field_validator("binaries")
+    @classmethod
+    def _binaries(cls, v: list[str]) -> list[str]:
+        return [image_path(b, "binary") for b in v]
+
+    @field_validator("gzip_level")
+    @classmethod
+    def _level(cls, v: int) -> int:
+        if not 0 <= v <= 9:
+            raise ValueError("gzip_level is 0 (store) to 9 (smallest)")
+        return v
+
+
+def _file_entries(ctx: RuleContext, index: int, spec: FileSpec) -> list[FileEntry]:
+    attr = f"files[{index}]"
+    if not isinstance(spec.src, Dep):
+        if spec.dest is None:
+            raise ctx.fail(f"`{attr}` needs a `dest`", f"{attr}.dest",
+                           hint='e.g. `{ src = "bashrc", dest = "/etc/bash.bashrc" }`')
+        mode = spec.mode if spec.mode is not None else 0o644
+        dest = spec.dest + spec.src.rsplit("/", 1)[-1] if spec.dest.endswith("/") else spec.dest
+        return [FileEntry(dest, mode, ctx.source(spec.src, f"{attr}.src"), f"{ctx.label} {attr}")]
+    for provider in ctx.dep(spec.src):
+        if isinstance(provider, FilesInfo):
+            base = "" if spec.dest is None else spec.dest.rstrip("/") if spec.dest.endswith("/") else None
+            if base is None:
+                raise ctx.fail(f"`{spec.src}` is a group of files; its destination must be a directory "
+                               "ending in `/`", f"{attr}.dest", hint=f'write `dest = "{spec.dest}/"`')
+            return [FileEntry(base + e.dest if base else e.dest, spec.mode if spec.mode is not None else e.mode,
+                              e.artifact, e.origin) for e in provider.entries]
+        if isinstance(provider, DefaultInfo):
+            outs = provider.files
+            if spec.dest is None:
+                raise ctx.fail(f"`{attr}` needs a `dest`", f"{attr}.dest")
+            if len(outs) != 1 and not spec.dest.endswith("/"):
+                raise ctx.fail(f"`{spec.src}` has {len(outs)} outputs; give a directory `dest` ending in `/`",
+                               f"{attr}.dest")
+            mode = spec.mode if spec.mode is not None else 0o755
+            return [FileEntry(spec.dest + o.name if spec.dest.endswith("/") else spec.dest, mode, o,
+                              f"{ctx.label} {attr}") for o in outs]
+    raise ctx.fail(f"`{spec.src}` provides no files", f"{attr}.src",
+                   hint="`files` takes workspace paths, `files` targets and `genrule` targets")
+
+
+def _image_impl(ctx: RuleContext) -> list[object]:
+    a: ImageAttrs = ctx.attrs  # type: ignore[assignment]
+    tag = check_tag(a.tag) if a.tag else check_tag(
+        f"{ctx.label.package}/{ctx.label.name}:latest".lstrip("/").lower())
+    files = [e for i, spec in enumerate(a.files) for e in _file_entries(ctx, i, spec)]
+    file_dests = {e.dest for e in files}
+    env = {"PATH": DEFAULT_PATH, **a.env}
+    entrypoint = a.entrypoint or (a.binaries[:1] if len(a.binaries) == 1 else [])
+    binaries = list(a.binaries)
+    if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
+            and entrypoint[0] not in file_dests:
+        binaries.append(entrypoint[0])
+    if not binaries and not files:
+        raise ctx.fail("an image needs at least one of `binaries` or `files`", "binaries")
+
+    closure = ctx.actions.declare("closure.json")
+    ctx.actions.run(
+        mnemonic="ElfClosure",
+        function="minibuild.image_actions:resolve_closure",
+        version=1,
+        params={"paths": binaries, "sysroot": ctx.sysroot, "env": env, "workdir": a.workdir or "/"},
+        inputs=[],
+        outputs=[closure],
+        description=f"resolving the ELF closure of `{ctx.label}`",
+        discovers_inputs=True,
+    )
+    layers = ctx.actions.declare("layers.json")
+    ctx.actions.run(
+        mnemonic="Layers",
+        function="minibuild.image_actions:write_layers",
+        version=1,
+        params={
+            "closure": closure.path,
+            "files": [{"dest": e.dest, "mode": e.mode, "input": e.artifact.path, "origin": e.origin}
+                      for e in files],
+            "user": a.user,
+            "compression": a.compression,
+            "gzip_level": a.gzip_level,
+            "epoch": ctx.epoch,
+        },
+        inputs=[closure, *sorted({e.artifact for e in files})],
+        outputs=[layers],
+        description=f"writing the layers of `{ctx.label}`",
+    )
+    config, manifest, tarball = (ctx.actions.declare(n) for n in ("config.json", "manifest.json", "image.tar"))
+    ctx.actions.run(
+        mnemonic="Image",
+        function="minibuild.image_actions:write_image",
+        version=1,
+        params={
+            "layers": layers.path,
+            "tag": tag,
+            "epoch": ctx.epoch,
+            "config": {
+                "entrypoint": entrypoint,
+                "cmd": a.cmd,
+                "env": [f"{k}={v}" for k, v in env.items()],
+                "workdir": a.workdir,
+                "user": "65532:65532" if a.user == "nonroot" else a.user,
+                "labels": a.labels,
+                "exposed_ports": a.exposed_ports,
+                "stop_signal": a.stop_signal,
+            },
+            "annotations": a.annotations,
+        },
+        inputs=[layers],
+        outputs=[config, manifest, tarball],
+        description=f"writing the image `{tag}`",
+    )
+    return [ImageInfo(layers=layers, config=config, manifest=manifest, tarball=tarball, closure=closure, tag=tag),
+            DefaultInfo(files=(tarball,))]
+
+
+image = rule(
+    implementation=_image_impl,
+    attrs=ImageAttrs,
+    doc="A minimal OCI image: binaries from the sysroot with their ELF closure, plus files.",
+)
