@@ -109,7 +109,7 @@ class Analysis:
                 try:
                     visit(dep, path)
                 except InputError as exc:
-                    if exc.origin is None:
+                    if exc.origin is None and not exc.causes:  # e.g. "no target": say where it was named
                         raise InputError(exc.message, origin=ct.target.origin(path), hint=exc.hint) from None
                     raise
             stack.pop()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from minibuild.actions import Action, Artifact
 from minibuild.digest import canonical_json
@@ -47,9 +47,9 @@ def _require_dep(value: Any) -> Any:
 
 
 # A plain path or, when it starts with `//` or `:`, a label.
-PathOrLabel = Annotated[str, BeforeValidator(_to_dep)]
+PathOrLabel = Annotated[str, AfterValidator(_to_dep)]
 # Always a label (a bare name means `:name`).
-LabelAttr = Annotated[str, BeforeValidator(_require_dep)]
+LabelAttr = Annotated[str, AfterValidator(_require_dep)]
 
 
 class Attrs(BaseModel):

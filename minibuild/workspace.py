@@ -155,15 +155,10 @@ class Workspace:
             sysroot = self.config.platforms[platform].sysroot
         return str((self.root / sysroot).resolve()) if not os.path.isabs(sysroot) else sysroot
 
-    def package_of(self, directory: str | os.PathLike[str]) -> str | None:
-        """The package a directory belongs to (its nearest ancestor with a BUILD.toml), if any."""
-        here = Path(directory).resolve()
-        for d in (here, *here.parents):
-            if d == self.root or self.root not in d.parents:
-                return "" if (self.root / BUILD_FILE).is_file() and d == self.root else None
-            if (d / BUILD_FILE).is_file():
-                return d.relative_to(self.root).as_posix()
-        return None
+    def relative_dir(self, directory: str | os.PathLike[str]) -> str:
+        """The workspace-relative path of a directory: relative labels on the command line start there."""
+        rel = Path(directory).resolve().relative_to(self.root.resolve()).as_posix()
+        return "" if rel == "." else rel
 
     def packages(self, pattern: Pattern) -> list[str]:
         """Every package matching a pattern, without loading any of them."""

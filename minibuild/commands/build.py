@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"`--jobs` must be at least 1, got {args.jobs}")
     started = time.monotonic()
     workspace = Workspace.find()
-    package = workspace.package_of(os.getcwd())
+    package = workspace.relative_dir(os.getcwd())
     progress = ui.Progress(args.plain or args.json)
     with progress.show():
         result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     workspace = Workspace.find()
     analysis = Analysis(workspace)
-    roots = analysis.expand(args.patterns, workspace.package_of(os.getcwd()))
+    roots = analysis.expand(args.patterns, workspace.relative_dir(os.getcwd()))
     configured = analysis.analyse(roots) if args.actions else analysis.order(roots)
     nodes = {str(ct.label): ct for ct in configured}
     edges = {str(ct.label): sorted({str(d) for _, d in ct.deps}) for ct in configured}

@@ -410,7 +410,7 @@ def _hash_layer(path: str, media_type: str) -> tuple[str, str, int]:
             while raw_chunk := raw.read(_COPY_CHUNK):  # trailing bytes after the compressed stream
                 blob_hash.update(raw_chunk)
     except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read layer blob `{path}`: {exc}") from exc
+        raise InputError(f"layer blob `{path}` is damaged: {exc}") from exc
     return "sha256:" + blob_hash.hexdigest(), "sha256:" + tar_hash.hexdigest(), size
 
 

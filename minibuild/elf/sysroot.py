@@ -1,0 +1,193 @@
+"""Path lookup confined to a sysroot, the way the kernel does it inside a chroot.
+
+Every in-image path is resolved component by component with `lstat`: absolute symlink targets
+restart at the sysroot, relative ones continue from the link's directory, `..` in a *requested*
+path stops at the root (as in a chroot). A symlink whose own target text climbs above the root of
+a sysroot other than `/` is refused: it points at the build host, so the sysroot is not
+self-contained and the image would differ from what was analysed. (With sysroot `/` there is
+nothing above the root, so such a link is simply clamped, exactly like the kernel does.)
+
+The walker remembers every path it looked at (`probed`) so a cached closure can be re-validated
+by stat, and every symlink it went through so the copy plan can recreate them verbatim.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+
+from minibuild.errors import ElfError
+
+MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS for one lookup
+
+
+@dataclass(frozen=True)
+class Link:
+    path: str  # in-image path of the symlink
+    target: str  # its text, verbatim
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The outcome of resolving one in-image path string."""
+
+    path: str  # as asked
+    realpath: str | None  # in-image, every symlink resolved; None if it does not exist
+    st: os.stat_result | None  # stat of the final object (after links)
+    links: tuple[Link, ...]  # every symlink traversed, in order
+    dotdot_dirs: tuple[str, ...]  # real directories a `..` climbed out of (must exist in the image)
+    error: str | None = None  # ENOENT / ENOTDIR / ELOOP ... when realpath is None
+
+
+class Sysroot:
+    """Lookups inside one sysroot, memoised for the lifetime of one resolve() call."""
+
+    def __init__(self, root: str) -> None:
+        root = os.path.abspath(root)
+        self.root = root
+        self.prefix = "" if root == "/" else root
+        self.probed: set[str] = set()
+        self._lstat: dict[str, os.stat_result | None] = {}
+        self._readlink: dict[str, str] = {}
+        self._dirs: dict[str, Lookup] = {}
+
+    def host(self, path: str) -> str:
+        """The host path of an in-image *real* path (no symlinks left in it)."""
+        return self.prefix + path
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        try:
+            return self._lstat[path]
+        except KeyError:
+            pass
+        self.probed.add(path)
+        try:
+            st = os.lstat(self.prefix + path)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        except OSError as exc:
+            raise ElfError(f"cannot stat `{path}` in sysroot `{self.root}`: {exc.strerror}") from None
+        self._lstat[path] = st
+        return st
+
+    def note_probe(self, path: str) -> None:
+        self.probed.add(path)
+
+    def _link_text(self, path: str) -> str:
+        text = self._readlink.get(path)
+        if text is None:
+            try:
+                text = os.readlink(self.prefix + path)
+            except OSError as exc:
+                raise ElfError(f"cannot read symlink `{path}` in sysroot `{self.root}`: {exc.strerror}") from None
+            self._readlink[path] = text
+        return text
+
+    def lookup(self, path: str, cwd: str = "/") -> Lookup:
+        """Resolve `path` (absolute, or relative to the in-image `cwd`), following every symlink."""
+        if not path.startswith("/"):
+            path = posixpath.join(cwd, path)
+        head, _, name = path.rstrip("/").rpartition("/") if path.rstrip("/") else ("", "", "")
+        # Memoise directories: most lookups are many names tried in a few directories.
+        if not name:
+            return self._walk(path)
+        parent = self._dirs.get(head or "/")
+        if parent is None:
+            parent = self._walk(head or "/")
+            self._dirs[head or "/"] = parent
+        if parent.realpath is None:
+            return Lookup(path, None, None, parent.links, parent.dotdot_dirs, parent.error)
+        if parent.st is not None and not stat.S_ISDIR(parent.st.st_mode):
+            return Lookup(path, None, None, parent.links, parent.dotdot_dirs, "ENOTDIR")
+        rest = self._walk_from(parent.realpath, [name], path, list(parent.links), list(parent.dotdot_dirs),
+                               len(parent.links))
+        return rest
+
+    def _walk(self, path: str) -> Lookup:
+        return self._walk_from("/", path.split("/"), path, [], [], 0)
+
+    def _walk_from(self, cur: str, comps: list[str], asked: str, links: list[Link], dotdots: list[str],
+                   nlinks: int) -> Lookup:
+        todo = list(reversed([c for c in comps if c]))
+        st = self.lstat(cur)
+        while todo:
+            comp = todo.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if cur != "/":
+                    dotdots.append(cur)
+                cur = posixpath.dirname(cur)
+                st = self.lstat(cur)
+                continue
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                return Lookup(asked, None, None, tuple(links), tuple(dotdots), "ENOTDIR")
+            nxt = cur.rstrip("/") + "/" + comp
+            st = self.lstat(nxt)
+            if st is None:
+                return Lookup(asked, None, None, tuple(links), tuple(dotdots), "ENOENT")
+            if stat.S_ISLNK(st.st_mode):
+                nlinks += 1
+                if nlinks > MAX_SYMLINKS:
+                    return Lookup(asked, None, None, tuple(links), tuple(dotdots), "ELOOP")
+                text = self._link_text(nxt)
+                links.append(Link(nxt, text))
+                if text.startswith("/"):
+                    cur = "/"
+                elif self.prefix and _escapes(cur, text):
+                    raise ElfError(
+                        f"symlink `{nxt}` -> `{text}` points outside sysroot `{self.root}`",
+                        hint="make the sysroot self-contained (absolute link targets are resolved inside it)",
+                    )
+                todo.extend(reversed([c for c in text.split("/") if c]))
+                st = self.lstat(cur)
+                continue
+            cur = nxt
+        if st is None:
+            st = self.lstat(cur)
+        return Lookup(asked, cur, st, tuple(links), tuple(dotdots))
+
+    def read_text(self, path: str, limit: int = 1 << 20) -> str | None:
+        """Read a small in-image text file (config), or None if it does not exist."""
+        found = self.lookup(path)
+        if found.realpath is None or found.st is None or not stat.S_ISREG(found.st.st_mode):
+            return None
+        try:
+            with open(self.host(found.realpath), "rb") as fh:
+                return fh.read(limit).decode("utf-8", "surrogateescape")
+        except OSError as exc:
+            raise ElfError(f"cannot read `{path}` in sysroot `{self.root}`: {exc.strerror}") from None
+
+    def read_bytes(self, path: str) -> bytes | None:
+        found = self.lookup(path)
+        if found.realpath is None or found.st is None or not stat.S_ISREG(found.st.st_mode):
+            return None
+        try:
+            with open(self.host(found.realpath), "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise ElfError(f"cannot read `{path}` in sysroot `{self.root}`: {exc.strerror}") from None
+
+    def listdir(self, path: str) -> list[str]:
+        found = self.lookup(path)
+        if found.realpath is None or found.st is None or not stat.S_ISDIR(found.st.st_mode):
+            return []
+        try:
+            return sorted(os.listdir(self.host(found.realpath)))
+        except OSError:
+            return []
+
+
+def _escapes(cur: str, text: str) -> bool:
+    """Does relative link text `text`, read in real directory `cur`, climb above the root?"""
+    depth = len([c for c in cur.split("/") if c])
+    for comp in text.split("/"):
+        if comp == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif comp not in ("", "."):
+            depth += 1
+    return False
