@@ -34,6 +34,7 @@ __all__ = [
     "Platform",
     "check_epoch",
     "epoch_from_env",
+    "import_zstandard",
     "plan_layer",
     "tar_info",
     "write_layer",
@@ -218,8 +219,7 @@ def plan_layer(entries: Iterable[LayerEntry]) -> tuple[LayerEntry, ...]:
                 if above.kind != "dir":
                     what = f"a symlink to `{above.target}`" if above.kind == "symlink" else "a file"
                     raise InputError(
-                        f"`{path}` from {_origin(entry)} lies under `{parent}`, which is {what} "
-                        f"from {_origin(above)}",
+                        f"`{path}` from {_origin(entry)} lies under `{parent}`, which is {what} from {_origin(above)}",
                         hint="put the entry at its real path" if above.kind == "symlink" else None,
                     )
             elif parent not in implicit:
@@ -273,9 +273,7 @@ class _Gzip:
     """
 
     def __init__(self, level: int) -> None:
-        self._z = zlib.compressobj(
-            level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY
-        )
+        self._z = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY)
         xfl = 2 if level == 9 else 4 if level == 1 else 0
         self._header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, 255])
         self._crc = 0
@@ -295,14 +293,20 @@ class _Gzip:
         return self._take_header() + self._z.flush() + trailer
 
 
-def _zstd(level: int) -> _Compressor:
+def import_zstandard() -> Any:
+    """The optional `zstandard` module, imported only when a zstd layer is written or read."""
     try:
         import zstandard
     except ImportError:
         raise BuildError(
-            "compression `zstd` needs the Python package `zstandard`, which is not installed",
+            "zstd layers need the Python package `zstandard`, which is not installed",
             hint="install `zstandard`, or use compression `gzip`",
         ) from None
+    return zstandard
+
+
+def _zstd(level: int) -> _Compressor:
+    zstandard = import_zstandard()
     # Single-threaded, with a content checksum. Output is deterministic for a given bundled libzstd version
     # and level, like zlib's.
     cctx: Any = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=0)

@@ -21,7 +21,7 @@ from typing import Any
 from minibuild.errors import BuildError, InputError
 from minibuild.oci._io import atomic_file, read_error, write_error
 from minibuild.oci.image import ImageConfig
-from minibuild.oci.layer import Layer
+from minibuild.oci.layer import Layer, import_zstandard
 from minibuild.oci.spec import (
     ANNOTATION_REF_NAME,
     MEDIA_TYPE_INDEX,
@@ -86,13 +86,9 @@ def _check_closure(blobs: Mapping[str, str | bytes], roots: Sequence[Descriptor]
             continue
         seen.add(digest)
         if digest not in blobs:
-            raise ValueError(
-                f"the layout references blob {digest} ({desc['mediaType']}) but it was not given"
-            )
+            raise ValueError(f"the layout references blob {digest} ({desc['mediaType']}) but it was not given")
         if _blob_size(blobs[digest]) != desc["size"]:
-            raise ValueError(
-                f"blob {digest} has size {_blob_size(blobs[digest])}, descriptor says {desc['size']}"
-            )
+            raise ValueError(f"blob {digest} has size {_blob_size(blobs[digest])}, descriptor says {desc['size']}")
         if desc["mediaType"] in MANIFEST_TYPES:
             doc = json.loads(_blob_bytes(blobs, digest))
             pending += [doc["config"], *doc.get("layers", [])]
@@ -252,9 +248,7 @@ class LayoutImage:
     @property
     def platform(self) -> Platform:
         doc = self.config_doc
-        return Platform(
-            os=doc.get("os", ""), architecture=doc.get("architecture", ""), variant=doc.get("variant")
-        )
+        return Platform(os=doc.get("os", ""), architecture=doc.get("architecture", ""), variant=doc.get("variant"))
 
     def image_config(self) -> ImageConfig:
         return ImageConfig.from_json(self.config_doc.get("config"))
@@ -278,8 +272,7 @@ class Layout:
         found = [
             img
             for img in self.images
-            if (ref_name is None or img.ref_name == ref_name)
-            and (platform is None or img.platform == platform)
+            if (ref_name is None or img.ref_name == ref_name) and (platform is None or img.platform == platform)
         ]
         if len(found) == 1:
             return found[0]
@@ -343,16 +336,12 @@ class _Reader:
         except OSError as exc:
             raise read_error(exc, full) from exc
         if size != desc.size:
-            raise self.bad(
-                f"layer blob `{blob_relpath(desc.digest)}` has size {size}, manifest says {desc.size}"
-            )
+            raise self.bad(f"layer blob `{blob_relpath(desc.digest)}` has size {size}, manifest says {desc.size}")
         uncompressed: int | None = None
         if self.verify_layers:
             digest, actual_diff_id, uncompressed = _hash_layer(full, desc.media_type)
             if digest != desc.digest or actual_diff_id != diff_id:
-                raise self.bad(
-                    f"layer blob `{blob_relpath(desc.digest)}` does not match its digest or diff_id"
-                )
+                raise self.bad(f"layer blob `{blob_relpath(desc.digest)}` does not match its digest or diff_id")
         return Layer(descriptor=desc, diff_id=diff_id, uncompressed_size=uncompressed), full
 
     def image(self, desc: Descriptor, ref_name: str | None) -> LayoutImage:
@@ -363,12 +352,8 @@ class _Reader:
         config_bytes = self.read_small(config_desc, blob_relpath(config_desc.digest))
         config = self.json(config_bytes, f"config {config_desc.digest}")
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(layer_descs) or not all(
-            isinstance(d, str) and is_digest(d) for d in diff_ids
-        ):
-            raise self.bad(
-                f"config {config_desc.digest} lists {len(diff_ids)} diff_ids for {len(layer_descs)} layers"
-            )
+        if len(diff_ids) != len(layer_descs) or not all(isinstance(d, str) and is_digest(d) for d in diff_ids):
+            raise self.bad(f"config {config_desc.digest} lists {len(diff_ids)} diff_ids for {len(layer_descs)} layers")
         layers = tuple(self.layer(d, diff_id) for d, diff_id in zip(layer_descs, diff_ids, strict=True))
         return LayoutImage(desc, manifest_bytes, config_desc, config_bytes, layers, ref_name)
 
@@ -395,10 +380,8 @@ def _hash_layer(path: str, media_type: str) -> tuple[str, str, int]:
     try:
         with open(path, "rb") as raw:
             if media_type == MEDIA_TYPE_LAYER_ZSTD:
-                import zstandard
-
-                stream: Any = zstandard.ZstdDecompressor().stream_reader(
-                    _Tee(raw, blob_hash), read_across_frames=True
+                stream: Any = (
+                    import_zstandard().ZstdDecompressor().stream_reader(_Tee(raw, blob_hash), read_across_frames=True)
                 )
             elif media_type == MEDIA_TYPE_LAYER_GZIP or media_type.endswith(("gzip", "tar.gzip")):
                 stream = gzip.GzipFile(fileobj=_Tee(raw, blob_hash), mode="rb")  # type: ignore[arg-type]
