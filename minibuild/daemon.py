@@ -30,8 +30,13 @@ def connect(timeout: float = 5.0) -> tuple[Any | None, str]:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:160] if text else type(exc).__name__
+    text = str(exc)
+    for needle, meaning in (("FileNotFoundError", "no such socket"), ("ConnectionRefused", "connection refused"),
+                            ("Permission denied", "permission denied"), ("timed out", "timed out")):
+        if needle in text:
+            return meaning
+    lines = text.strip().splitlines()
+    return lines[0][:120] if lines else type(exc).__name__
 
 
 def image_ids(client: Any) -> dict[str, str]:

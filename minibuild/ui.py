@@ -23,7 +23,15 @@ from rich.tree import Tree
 
 from minibuild.errors import MinibuildError
 
-console = Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
+def _width() -> int | None:
+    # Off a terminal rich assumes 80 columns and wraps tables; logs read better wide.
+    if sys.stderr.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else 160
+
+
+console = Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None, width=_width())
 
 
 def human(n: float) -> str:
