@@ -23,6 +23,7 @@ from rich.tree import Tree
 
 from minibuild.errors import MinibuildError
 
+
 def _width() -> int | None:
     # Off a terminal rich assumes 80 columns and wraps tables; logs read better wide.
     if sys.stderr.isatty():

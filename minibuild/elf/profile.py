@@ -125,6 +125,10 @@ def glibc_profile(arch: Arch, interp: str | None, loader_bytes: bytes | None, ke
     return profile
 
 
+def cached_profile(arch: Arch, interp: str | None, key: tuple) -> LoaderProfile | None:
+    return _PROFILE_CACHE.get((arch.name, interp, key))
+
+
 def musl_profile(arch: Arch, interp: str) -> LoaderProfile:
     return LoaderProfile("musl", interp, arch, ("/lib", "/usr/local/lib", "/usr/lib"), "", None, (), False)
 
@@ -150,7 +154,7 @@ def _legacy_subdirs(arch: Arch) -> tuple[str, ...]:
 
 def hwcaps_supported(arch: Arch, cpu_level: str) -> tuple[str, ...]:
     """glibc-hwcaps subdirs a CPU of `cpu_level` supports, best first. Raises ValueError."""
-    if cpu_level in ("baseline", arch.name.split("-")[0]):
+    if cpu_level in ("baseline", arch.platform, arch.name.split("-")[0]) or cpu_level.endswith("-v1"):
         return ()
     if cpu_level not in arch.hwcaps:
         raise ValueError(cpu_level)

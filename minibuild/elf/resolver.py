@@ -29,6 +29,7 @@ from minibuild.elf.profile import (
     Arch,
     LoaderProfile,
     arch_of,
+    cached_profile,
     glibc_profile,
     hwcaps_supported,
     musl_arch_of,
@@ -255,7 +256,7 @@ class _Resolver:
                                            reason, st.st_size, via or look.path)
 
     def note_object(self, o: _Obj, proc: _Process | None) -> None:
-        if o.path in self.seen_objects and o.variant_of is None:
+        if o.path in self.seen_objects:
             return
         self.seen_objects.add(o.path)
         self.objects.append(LoadedObject(
@@ -368,7 +369,7 @@ class _Process:
         key = None
         if look.st is not None and stat.S_ISREG(look.st.st_mode):
             key = file_key(look.st)
-            cached = glibc_profile.__globals__["_PROFILE_CACHE"].get((arch.name, interp, key))
+            cached = cached_profile(arch, interp, key)
             if cached is not None:
                 return interp, cached
             data = self.fs.read_bytes(interp)
@@ -864,30 +865,43 @@ class _Process:
 
 
 def parse_shebang(head: bytes) -> tuple[str | None, str | None]:
-    """S1: the kernel's reading of a `#!` line: (interpreter, optional single argument)."""
-    buf = head[:SCRIPT_BUF].ljust(SCRIPT_BUF, b"\0")
-    nl = buf.find(b"\n")
-    if nl >= 0:
-        line = buf[2:nl]
-    else:
-        body = buf[2:SCRIPT_BUF - 1]
-        stripped = body.lstrip(b" \t")
-        if not stripped:
-            return None, None
-        if not any(c in stripped for c in (b" ", b"\t", b"\0")):
-            return None, None  # the interpreter name may be truncated: ENOEXEC
-        line = body
-    line = line.split(b"\0", 1)[0] if b"\0" in line.lstrip(b" \t")[:1] else line
-    line = line.rstrip(b" \t").lstrip(b" \t")
-    if not line:
+    """S1: the kernel's reading of a `#!` line (fs/binfmt_script.c): (interpreter, optional argument)."""
+    buf = head[:SCRIPT_BUF].ljust(SCRIPT_BUF, b"\0")  # the kernel's buffer is zero-filled past EOF
+    if buf[:2] != b"#!":
         return None, None
-    m = re.match(rb"([^ \t\0]+)(?:[ \t]+(.*))?$", line, re.S)
-    if not m:
+    buf_end = SCRIPT_BUF - 1
+    i_end = buf.find(b"\n")
+    if i_end < 0:
+        first = _next_non_spacetab(buf, 2, buf_end)
+        if first is None or _next_terminator(buf, first, buf_end) is None:
+            return None, None  # all blank, or the interpreter name may be truncated: ENOEXEC
+        i_end = buf_end
+    while i_end > 2 and buf[i_end - 1] in b" \t":
+        i_end -= 1
+    i_name = _next_non_spacetab(buf, 2, i_end)
+    if i_name is None or i_name == i_end:
         return None, None
-    interp = m.group(1).decode("utf-8", "surrogateescape")
-    arg = m.group(2)
-    arg_s = arg.split(b"\0", 1)[0].strip(b" \t").decode("utf-8", "surrogateescape") if arg else None
-    return interp, arg_s or None
+    i_sep = _next_terminator(buf, i_name, i_end)
+    i_arg = None
+    if i_sep is not None and buf[i_sep] != 0:
+        i_arg = _next_non_spacetab(buf, i_sep, i_end)
+    name = buf[i_name : i_sep if i_sep is not None else i_end]
+    arg = buf[i_arg:i_end].split(b"\0", 1)[0] if i_arg is not None else b""
+    return name.decode("utf-8", "surrogateescape"), arg.decode("utf-8", "surrogateescape") or None
+
+
+def _next_non_spacetab(buf: bytes, first: int, last: int) -> int | None:
+    for i in range(first, last + 1):
+        if buf[i] not in b" \t":
+            return i
+    return None
+
+
+def _next_terminator(buf: bytes, first: int, last: int) -> int | None:
+    for i in range(first, last + 1):
+        if buf[i] in b" \t\0":
+            return i
+    return None
 
 
 def env_program(arg: str) -> str | None:
