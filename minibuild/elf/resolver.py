@@ -46,7 +46,10 @@ _DST_RE = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A
 _CACHE_FILES: dict[tuple, ldcache.LdCache | None] = {}
 
 
-def resolve(paths: Sequence[str], sysroot: str = "/", options: ResolveOptions = ResolveOptions()) -> Closure:
+_DEFAULT_OPTIONS = ResolveOptions()
+
+
+def resolve(paths: Sequence[str], sysroot: str = "/", options: ResolveOptions = _DEFAULT_OPTIONS) -> Closure:
     """The closure of `paths` (absolute in-image paths: ELF executables, libraries or `#!` scripts)."""
     if isinstance(paths, str):
         paths = [paths]
@@ -623,7 +626,7 @@ class _Process:
         out = []
         for plat in platforms:
             values = {"ORIGIN": self.origin_of(owner), "LIB": self.profile.lib, "PLATFORM": plat}
-            out.append(_DST_RE.sub(lambda m: values[m.group(1) or m.group(2)], text))
+            out.append(_DST_RE.sub(lambda m, v=values: v[m.group(1) or m.group(2)], text))
         if "PLATFORM" not in text:
             out = out[:1]
         return out

@@ -1,0 +1,20 @@
+"""The static ELF closure resolver: which files the kernel and the dynamic loader would open.
+
+See ELF.md (the loader rules G1-G18, musl M1-M8, copy plan L1-L8, scripts S1-S6). Nothing here
+executes the programs it looks at.
+"""
+
+from minibuild.elf.model import Closure, LoadedObject, PlanEntry, ResolveOptions
+from minibuild.elf.report import closure_json, closure_tree, why
+from minibuild.elf.resolver import resolve
+
+__all__ = [
+    "Closure",
+    "LoadedObject",
+    "PlanEntry",
+    "ResolveOptions",
+    "closure_json",
+    "closure_tree",
+    "resolve",
+    "why",
+]
