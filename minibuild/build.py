@@ -24,6 +24,7 @@ class TargetResult:
     rebuilt: bool
     outputs: dict[str, str] = field(default_factory=dict)  # name -> path under the workspace
     image: dict[str, Any] | None = None  # for images: tag, digest, files, sizes, layers
+    reasons: dict[str, str] = field(default_factory=dict)  # action id -> why it ran (--explain)
 
 
 @dataclass
@@ -106,7 +107,8 @@ def _finish(workspace: Workspace, cache: Cache, ct: ConfiguredTarget, results: d
     rebuilt = any(not r.cached for r in mine)
     dest = out_dir(workspace, ct.label)
     rel = os.path.relpath(dest, workspace.root)
-    result = TargetResult(ct.label, ct.target.rule, rebuilt)
+    result = TargetResult(ct.label, ct.target.rule, rebuilt,
+                          reasons={r.action.id: r.reason for r in mine if not r.cached})
     outputs = {name: blob for r in mine for name, blob in r.outputs.items()}
     for name, blob in outputs.items():
         path = os.path.join(dest, name)

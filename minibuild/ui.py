@@ -165,6 +165,13 @@ class Progress:
                 self.live = None
 
 
+def explain(ran: list[tuple[str, str]]) -> None:
+    if not ran:
+        console.print("explain: nothing ran; every action was cached")
+    for description, reason in ran:
+        console.print(f"explain: {escape(description)}: {escape(reason)}")
+
+
 def summary(targets: int, run: int, cached: int, seconds: float) -> None:
     console.print(f"built {targets} target{'s' if targets != 1 else ''}: {run} actions run, "
                   f"{cached} cached, in {seconds:.2f}s")

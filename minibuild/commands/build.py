@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
     p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-file tables")
+    p.add_argument("--explain", action="store_true", help="say, for every action that ran, what changed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 loaded[str(t.label)] = "loaded" if did else "already loaded"
     for w in result.warnings:
         ui.warn(w)
+    if args.explain:
+        ui.explain([(r.action.description, r.reason) for r in result.results.values() if not r.cached])
     if args.json:
         out = {
             "targets": [
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     "label": str(t.label),
                     "kind": t.kind,
                     "rebuilt": t.rebuilt,
+                    **({"explain": t.reasons} if args.explain else {}),
                     "outputs": t.outputs,
                     **({k: t.image[k] for k in ("tag", "digest", "size", "compressed_size", "oci", "tarball",
                                                 "layers")}

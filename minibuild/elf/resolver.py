@@ -379,8 +379,9 @@ class _Process:
         return interp, glibc_profile(arch, interp, data, key)
 
     def origin_of(self, o: _Obj) -> str:
-        if o is self.main:
-            # the kernel-mapped main program: /proc/self/exe, i.e. symlinks resolved (G7, M6)
+        if o is self.main and not self.is_library_root:
+            # the kernel-mapped main program: /proc/self/exe, i.e. symlinks resolved (G7, M6); a
+            # library root is opened by its path string (dlopen, `ld.so --list`), like any library
             return posixpath.dirname(o.realpath)
         p = o.path if o.path.startswith("/") else posixpath.join(self.r.workdir, o.path)
         return posixpath.dirname(p) or "/"

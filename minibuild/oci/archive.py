@@ -71,7 +71,7 @@ def _info(name: str, size: int | None, epoch: int) -> tarfile.TarInfo:
 
 def _add_blob(tar: tarfile.TarFile, name: str, layer: Layer, path: str, epoch: int) -> None:
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; open errors must name the blob
+        f = open(path, "rb")  # closed below; open errors must name the blob
         size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise read_error(exc, path, f"layer {layer.descriptor.digest}") from exc
@@ -98,6 +98,7 @@ def write_docker_archive(
     config: the config document's bytes as hashed; layers: each Layer with the host path of its blob;
     manifest: the OCI manifest's bytes, when the caller has them (they must describe `config` and
     `layers`), else one is made. Repo tags without a tag get `:latest`.
+    Engines as old as Docker 20.10 cannot load zstd layers; use gzip for images meant for `docker load`.
     """
     check_epoch(epoch)
     tags = [normalise_repo_tag(t) for t in repo_tags]

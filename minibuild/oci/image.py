@@ -193,12 +193,22 @@ def config_json(
     return canonical_json(doc)
 
 
+def _check_annotations(annotations: Mapping[str, str]) -> None:
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise InputError(f"annotation {key!r}: {value!r} must map a non-empty string to a string")
+
+
 def manifest_json(
     config: Descriptor,
     layers: Sequence[Layer],
     annotations: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The image manifest document (`application/vnd.oci.image.manifest.v1+json`)."""
+    """The image manifest document (`application/vnd.oci.image.manifest.v1+json`).
+
+    annotations: e.g. `org.opencontainers.image.source`, `...version`, `...created` (the caller picks them;
+    use created_timestamp(epoch) for `created` so it stays reproducible).
+    """
     doc: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_MANIFEST,
@@ -206,6 +216,7 @@ def manifest_json(
         "layers": [layer.descriptor.to_json() for layer in layers],
     }
     if annotations:
+        _check_annotations(annotations)
         doc["annotations"] = dict(annotations)
     return canonical_json(doc)
 
@@ -222,6 +233,7 @@ def index_json(manifests: Sequence[Descriptor], annotations: Mapping[str, str] |
         "manifests": [m.to_json() for m in manifests],
     }
     if annotations:
+        _check_annotations(annotations)
         doc["annotations"] = dict(annotations)
     return canonical_json(doc)
 

@@ -99,7 +99,7 @@ def _check_closure(blobs: Mapping[str, str | bytes], roots: Sequence[Descriptor]
 def _copy(src: str, dest: str) -> None:
     with atomic_file(dest) as out:
         try:
-            f = open(src, "rb")  # noqa: SIM115 - closed below; open errors must name the source
+            f = open(src, "rb")  # closed below; open errors must name the source
         except OSError as exc:
             raise read_error(exc, src) from exc
         with f:
