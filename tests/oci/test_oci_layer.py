@@ -384,3 +384,17 @@ def test_any_tree_is_ordered_and_order_independent(tmp_path, paths, seed):
         parent = name.rpartition("/")[0]
         assert not parent or parent in names[:i]
     assert names == sorted(names, key=lambda n: n.split("/"))
+
+
+def test_tar_bytes_are_pinned(tmp_path):
+    """A change here changes every image digest minibuild makes: it must only ever change on purpose."""
+    entries = [
+        LayerEntry("/etc/passwd", "file", data=b"root:x:0:0::/root:/bin/sh\n"),
+        LayerEntry("/bin", "symlink", target="usr/bin"),
+        LayerEntry("/usr/bin/tool", "file", 0o4755, data=b"\x7fELF"),
+        LayerEntry("/tmp", "dir", 0o1777),
+        LayerEntry("/opt/" + "n" * 120, "file", data=b"long"),
+    ]
+    layer = write_layer(entries, str(tmp_path / "l"), compression="none", epoch=1_700_000_000)
+    assert layer.diff_id == "sha256:5383f82b017991ac1c586dfb42270d5f41d6555ee00d87f07d0468d8e31c31ad"
+    assert layer.uncompressed_size == 10240
