@@ -114,16 +114,20 @@ def closure_tree(closure: Closure) -> list[dict]:
                     children.append({"label": f"{name} => {target}", "children": []})
         return {"label": label, "children": children}
 
-    trees = []
-    for root, interp in closure.interpreters:
-        o = objs.get(root)
+    interps = dict(closure.interpreters)
+
+    def program(path: str, depth: int = 0) -> dict:
+        targets = [t for s, t in closure.scripts if s == path]
+        if targets and depth < 8:
+            return {"label": f"{path} (script)", "children": [program(t, depth + 1) for t in targets]}
+        interp = interps.get(path)
         suffix = f" (interpreter => {interp})" if interp else " (static)"
-        if o is None:
-            trees.append({"label": root + suffix, "children": []})
-            continue
-        t = node(o, root + suffix)
-        variants = [v for v in closure.objects if v.variant_of is not None]
-        for v in variants:
-            t["children"].append({"label": f"{v.path} (variant of {v.variant_of})", "children": []})
-        trees.append(t)
+        o = objs.get(path)
+        return node(o, path + suffix) if o is not None else {"label": path + suffix, "children": []}
+
+    trees = [program(root) for root in closure.roots]
+    variants = [v for v in closure.objects if v.variant_of is not None]
+    if trees and variants:
+        trees[-1]["children"] += [{"label": f"{v.path} (variant of {v.variant_of})", "children": []}
+                                  for v in variants]
     return trees
