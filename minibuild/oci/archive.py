@@ -30,7 +30,9 @@ from minibuild.oci.spec import (
 
 __all__ = ["normalise_repo_tag", "qualified_name", "write_docker_archive"]
 
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+_DOMAIN = (
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+)
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO_TAG_RE = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?")
 ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
@@ -77,7 +79,9 @@ def _add_blob(tar: tarfile.TarFile, name: str, layer: Layer, path: str, epoch: i
         raise read_error(exc, path, f"layer {layer.descriptor.digest}") from exc
     with f:
         if size != layer.descriptor.size:
-            raise BuildError(f"layer blob `{path}` has {size} bytes but its descriptor says {layer.descriptor.size}")
+            raise BuildError(
+                f"layer blob `{path}` has {size} bytes but its descriptor says {layer.descriptor.size}"
+            )
         try:
             tar.addfile(_info(name, size, epoch), SourceReader(f, path, "layer blob"))  # type: ignore[arg-type]
         except OSError as exc:

@@ -219,7 +219,8 @@ def plan_layer(entries: Iterable[LayerEntry]) -> tuple[LayerEntry, ...]:
                 if above.kind != "dir":
                     what = f"a symlink to `{above.target}`" if above.kind == "symlink" else "a file"
                     raise InputError(
-                        f"`{path}` from {_origin(entry)} lies under `{parent}`, which is {what} from {_origin(above)}",
+                        f"`{path}` from {_origin(entry)} lies under `{parent}`, "
+                        f"which is {what} from {_origin(above)}",
                         hint="put the entry at its real path" if above.kind == "symlink" else None,
                     )
             elif parent not in implicit:
@@ -273,7 +274,9 @@ class _Gzip:
     """
 
     def __init__(self, level: int) -> None:
-        self._z = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY)
+        self._z = zlib.compressobj(
+            level, zlib.DEFLATED, -zlib.MAX_WBITS, zlib.DEF_MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY
+        )
         xfl = 2 if level == 9 else 4 if level == 1 else 0
         self._header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, 255])
         self._crc = 0

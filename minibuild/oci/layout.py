@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,8 +26,6 @@ from minibuild.oci.layer import Layer, import_zstandard
 from minibuild.oci.spec import (
     ANNOTATION_REF_NAME,
     MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_LAYER_GZIP,
-    MEDIA_TYPE_LAYER_ZSTD,
     MEDIA_TYPE_MANIFEST,
     Descriptor,
     Platform,
@@ -86,9 +85,13 @@ def _check_closure(blobs: Mapping[str, str | bytes], roots: Sequence[Descriptor]
             continue
         seen.add(digest)
         if digest not in blobs:
-            raise ValueError(f"the layout references blob {digest} ({desc['mediaType']}) but it was not given")
+            raise ValueError(
+                f"the layout references blob {digest} ({desc['mediaType']}) but it was not given"
+            )
         if _blob_size(blobs[digest]) != desc["size"]:
-            raise ValueError(f"blob {digest} has size {_blob_size(blobs[digest])}, descriptor says {desc['size']}")
+            raise ValueError(
+                f"blob {digest} has size {_blob_size(blobs[digest])}, descriptor says {desc['size']}"
+            )
         if desc["mediaType"] in MANIFEST_TYPES:
             doc = json.loads(_blob_bytes(blobs, digest))
             pending += [doc["config"], *doc.get("layers", [])]
@@ -248,7 +251,9 @@ class LayoutImage:
     @property
     def platform(self) -> Platform:
         doc = self.config_doc
-        return Platform(os=doc.get("os", ""), architecture=doc.get("architecture", ""), variant=doc.get("variant"))
+        return Platform(
+            os=doc.get("os", ""), architecture=doc.get("architecture", ""), variant=doc.get("variant")
+        )
 
     def image_config(self) -> ImageConfig:
         return ImageConfig.from_json(self.config_doc.get("config"))
@@ -272,7 +277,8 @@ class Layout:
         found = [
             img
             for img in self.images
-            if (ref_name is None or img.ref_name == ref_name) and (platform is None or img.platform == platform)
+            if (ref_name is None or img.ref_name == ref_name)
+            and (platform is None or img.platform == platform)
         ]
         if len(found) == 1:
             return found[0]
@@ -336,12 +342,16 @@ class _Reader:
         except OSError as exc:
             raise read_error(exc, full) from exc
         if size != desc.size:
-            raise self.bad(f"layer blob `{blob_relpath(desc.digest)}` has size {size}, manifest says {desc.size}")
+            raise self.bad(
+                f"layer blob `{blob_relpath(desc.digest)}` has size {size}, manifest says {desc.size}"
+            )
         uncompressed: int | None = None
         if self.verify_layers:
             digest, actual_diff_id, uncompressed = _hash_layer(full, desc.media_type)
             if digest != desc.digest or actual_diff_id != diff_id:
-                raise self.bad(f"layer blob `{blob_relpath(desc.digest)}` does not match its digest or diff_id")
+                raise self.bad(
+                    f"layer blob `{blob_relpath(desc.digest)}` does not match its digest or diff_id"
+                )
         return Layer(descriptor=desc, diff_id=diff_id, uncompressed_size=uncompressed), full
 
     def image(self, desc: Descriptor, ref_name: str | None) -> LayoutImage:
@@ -352,8 +362,12 @@ class _Reader:
         config_bytes = self.read_small(config_desc, blob_relpath(config_desc.digest))
         config = self.json(config_bytes, f"config {config_desc.digest}")
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-        if len(diff_ids) != len(layer_descs) or not all(isinstance(d, str) and is_digest(d) for d in diff_ids):
-            raise self.bad(f"config {config_desc.digest} lists {len(diff_ids)} diff_ids for {len(layer_descs)} layers")
+        if len(diff_ids) != len(layer_descs) or not all(
+            isinstance(d, str) and is_digest(d) for d in diff_ids
+        ):
+            raise self.bad(
+                f"config {config_desc.digest} lists {len(diff_ids)} diff_ids for {len(layer_descs)} layers"
+            )
         layers = tuple(self.layer(d, diff_id) for d, diff_id in zip(layer_descs, diff_ids, strict=True))
         return LayoutImage(desc, manifest_bytes, config_desc, config_bytes, layers, ref_name)
 
@@ -377,22 +391,25 @@ class _Reader:
 def _hash_layer(path: str, media_type: str) -> tuple[str, str, int]:
     """(digest, diff_id, uncompressed size) of a layer blob, by reading it whole."""
     blob_hash, tar_hash, size = hashlib.sha256(), hashlib.sha256(), 0
+    damaged: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
     try:
         with open(path, "rb") as raw:
-            if media_type == MEDIA_TYPE_LAYER_ZSTD:
-                stream: Any = (
-                    import_zstandard().ZstdDecompressor().stream_reader(_Tee(raw, blob_hash), read_across_frames=True)
-                )
-            elif media_type == MEDIA_TYPE_LAYER_GZIP or media_type.endswith(("gzip", "tar.gzip")):
-                stream = gzip.GzipFile(fileobj=_Tee(raw, blob_hash), mode="rb")  # type: ignore[arg-type]
+            tee = _Tee(raw, blob_hash)
+            stream: Any
+            if media_type.endswith("zstd"):
+                zstandard = import_zstandard()
+                damaged += (zstandard.ZstdError,)
+                stream = zstandard.ZstdDecompressor().stream_reader(tee, read_across_frames=True)
+            elif media_type.endswith("gzip"):
+                stream = gzip.GzipFile(fileobj=tee, mode="rb")
             else:
-                stream = _Tee(raw, blob_hash)
+                stream = tee
             while chunk := stream.read(_COPY_CHUNK):
                 tar_hash.update(chunk)
                 size += len(chunk)
-            while raw_chunk := raw.read(_COPY_CHUNK):  # trailing bytes after the compressed stream
-                blob_hash.update(raw_chunk)
-    except (OSError, EOFError) as exc:
+            while rest := raw.read(_COPY_CHUNK):  # bytes after the end of the compressed stream
+                blob_hash.update(rest)
+    except damaged as exc:
         raise InputError(f"layer blob `{path}` is damaged: {exc}") from exc
     return "sha256:" + blob_hash.hexdigest(), "sha256:" + tar_hash.hexdigest(), size
 

@@ -48,7 +48,10 @@ def test_archive_layout_and_documents(tmp_path):
     assert [m["digest"] for m in index["manifests"]] == [image.manifest.digest] * 2
     assert [m["annotations"] for m in index["manifests"]] == [
         {"io.containerd.image.name": "docker.io/minibuild/test:1", "org.opencontainers.image.ref.name": "1"},
-        {"io.containerd.image.name": "localhost:5000/x/y:latest", "org.opencontainers.image.ref.name": "latest"},
+        {
+            "io.containerd.image.name": "localhost:5000/x/y:latest",
+            "org.opencontainers.image.ref.name": "latest",
+        },
     ]
     assert files[f"blobs/sha256/{image.config.hex}"] == image.config_bytes
     assert files[f"blobs/sha256/{image.manifest.hex}"] == image.manifest_bytes

@@ -1,4 +1,4 @@
-"""`docker load` of our archive in the real engine. Needs a running Docker Engine; fails, never skips, without."""
+"""`docker load` of our archive in the real engine: needs a running Docker Engine, and fails without one."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ def host_closure(binary: str) -> list[tuple[str, str]]:
 
 
 def test_docker_loads_and_runs_our_archive(engine, tmp_path):
-    entries = [LayerEntry(path, "file", 0o755, source=src, origin="host") for path, src in host_closure("/bin/bash")]
+    entries = [
+        LayerEntry(path, "file", 0o755, source=src, origin="host") for path, src in host_closure("/bin/bash")
+    ]
     files = [
         LayerEntry("/etc/greeting", "file", data=b"ok from minibuild\n", origin="test"),
         LayerEntry("/tmp", "dir", 0o1777, origin="test"),
@@ -76,7 +78,11 @@ def test_docker_loads_and_runs_our_archive(engine, tmp_path):
         assert inspected["RootFS"]["Layers"] == [low.diff_id, top.diff_id]
         assert inspected["Created"].startswith("1970-01-01T00:00:00")
         script = 'read -r line < /etc/greeting; echo "$line $GREETING"; [ -k /tmp ] && echo sticky; echo "$0"'
-        assert docker("run", "--rm", tag, script).splitlines() == ["ok from minibuild hi", "sticky", "/bin/bash"]
+        assert docker("run", "--rm", tag, script).splitlines() == [
+            "ok from minibuild hi",
+            "sticky",
+            "/bin/bash",
+        ]
         assert docker("run", "--rm", tag).strip() == "default"
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)

@@ -31,7 +31,8 @@ def test_created_is_rfc3339_utc():
 
 def test_canonical_json_is_sorted_and_compact():
     assert (
-        canonical_json({"b": 1, "a": [1, {"d": "\u00e9", "c": None}]}) == b'{"a":[1,{"c":null,"d":"\xc3\xa9"}],"b":1}'
+        canonical_json({"b": 1, "a": [1, {"d": "\u00e9", "c": None}]})
+        == b'{"a":[1,{"c":null,"d":"\xc3\xa9"}],"b":1}'
     )
 
 
@@ -58,7 +59,8 @@ def test_config_document_exactly():
         b'{"architecture":"arm64","config":{"Cmd":["--serve"],"Entrypoint":["/bin/app"],'
         b'"Env":["PATH=/bin","LANG=C.UTF-8"],"ExposedPorts":{"53/udp":{},"80/tcp":{}},'
         b'"Labels":{"a":"1","b":"2"},"StopSignal":"SIGTERM","User":"1000:1000","WorkingDir":"/srv"},'
-        b'"created":"1970-01-01T00:00:00Z","history":[{"created":"1970-01-01T00:00:00Z","created_by":"app files"}],'
+        b'"created":"1970-01-01T00:00:00Z",'
+        b'"history":[{"created":"1970-01-01T00:00:00Z","created_by":"app files"}],'
         b'"os":"linux","rootfs":{"diff_ids":["' + D2.encode() + b'"],"type":"layers"},"variant":"v8"}'
     )
 

@@ -333,7 +333,9 @@ def test_invalid_options(tmp_path, kwargs, message):
 
 def test_missing_and_odd_sources(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        write_layer([LayerEntry("/x", "file", source=str(tmp_path / "nope"), origin="o")], str(tmp_path / "l"))
+        write_layer(
+            [LayerEntry("/x", "file", source=str(tmp_path / "nope"), origin="o")], str(tmp_path / "l")
+        )
     with pytest.raises(InputError, match="is a directory"):
         write_layer([LayerEntry("/x", "file", source=str(tmp_path), origin="o")], str(tmp_path / "l"))
     assert sorted(os.listdir(tmp_path)) == []

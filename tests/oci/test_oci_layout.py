@@ -30,7 +30,9 @@ def test_layout_files_and_index(tmp_path, built):
     assert entry["digest"] == built.image.manifest.digest
     assert entry["annotations"] == {"org.opencontainers.image.ref.name": "latest"}
     assert entry["platform"] == {"architecture": "amd64", "os": "linux"}
-    assert sorted(os.listdir(dest / "blobs" / "sha256")) == sorted(d.split(":")[1] for d in built.image.blobs())
+    assert sorted(os.listdir(dest / "blobs" / "sha256")) == sorted(
+        d.split(":")[1] for d in built.image.blobs()
+    )
     assert (dest / "blobs" / "sha256" / built.image.manifest.hex).read_bytes() == built.image.manifest_bytes
     assert [p for p in os.listdir(tmp_path / "out")] == ["oci"]  # no temp dirs left over
 
@@ -147,19 +149,27 @@ def test_derived_image_reuses_base_layers_untouched(tmp_path, built):
     got = read_layout(str(tmp_path / "derived"), verify_layers=True).image()
     base_descs = [json.dumps(layer.descriptor.to_json()) for layer, _ in base.layers]
     assert [json.dumps(layer.descriptor.to_json()) for layer, _ in got.layers][:-1] == base_descs
-    assert got.config_doc["rootfs"]["diff_ids"] == [*json.loads(base.config_bytes)["rootfs"]["diff_ids"], top.diff_id]
+    assert got.config_doc["rootfs"]["diff_ids"] == [
+        *json.loads(base.config_bytes)["rootfs"]["diff_ids"],
+        top.diff_id,
+    ]
     assert got.history()[:-1] == base.history()
     assert got.image_config().env == ("PATH=/usr/local/bin:/usr/bin",)
 
 
 def test_multi_platform_layout(tmp_path):
     amd = build_image(tmp_path / "amd64", with_bash=False)
-    arm = build_image(tmp_path / "arm64", with_bash=False, platform=Platform(architecture="arm64", variant="v8"))
+    arm = build_image(
+        tmp_path / "arm64", with_bash=False, platform=Platform(architecture="arm64", variant="v8")
+    )
     index, _, blobs = assemble_index([amd.image, arm.image])
     write_layout(str(tmp_path / "oci"), blobs, [index], ref_name="multi")
     layout = read_layout(str(tmp_path / "oci"))
     assert [d.digest for d in layout.manifests] == [index.digest]
-    assert layout.image(Platform(architecture="arm64", variant="v8")).manifest.digest == arm.image.manifest.digest
+    assert (
+        layout.image(Platform(architecture="arm64", variant="v8")).manifest.digest
+        == arm.image.manifest.digest
+    )
     assert layout.image(Platform()).ref_name == "multi"
     with pytest.raises(InputError, match="has 2 images"):
         layout.image()

@@ -40,7 +40,10 @@ def test_skopeo_copies_our_layout_to_a_docker_archive_and_oci(skopeo, layout):
     info = skopeo("inspect", f"docker-archive:{work / 'copied.tar'}", parse=True)
     # docker-archive names layers by diff_id, and the config it carries must be ours, byte for byte.
     assert info["Layers"] == [layer.diff_id for layer, _ in built.layers]
-    assert skopeo("inspect", "--config", "--raw", f"docker-archive:{work / 'copied.tar'}") == built.image.config_bytes
+    assert (
+        skopeo("inspect", "--config", "--raw", f"docker-archive:{work / 'copied.tar'}")
+        == built.image.config_bytes
+    )
     skopeo("copy", "-q", f"oci:{work / 'oci'}", f"oci:{work / 'again'}:latest")
     again = json.loads((work / "again" / "index.json").read_bytes())
     assert again["manifests"][0]["digest"] == built.image.manifest.digest
@@ -66,7 +69,9 @@ def test_skopeo_reads_our_docker_archive(skopeo, layout):
 
 def test_skopeo_accepts_a_multi_platform_index(skopeo, tmp_path):
     amd = build_image(tmp_path / "amd64")
-    arm = build_image(tmp_path / "arm64", with_bash=False, platform=Platform(architecture="arm64", variant="v8"))
+    arm = build_image(
+        tmp_path / "arm64", with_bash=False, platform=Platform(architecture="arm64", variant="v8")
+    )
     index, index_bytes, blobs = assemble_index([amd.image, arm.image])
     write_layout(str(tmp_path / "oci"), blobs, [index], ref_name="multi")
     assert skopeo("inspect", "--raw", f"oci:{tmp_path / 'oci'}:multi") == index_bytes
@@ -89,7 +94,9 @@ def test_skopeo_accepts_a_zstd_layout(skopeo, tmp_path):
     info = skopeo("inspect", f"oci:{tmp_path / 'oci'}", parse=True)
     assert info["Digest"] == built.image.manifest.digest
     manifest = json.loads(skopeo("inspect", "--raw", f"oci:{tmp_path / 'oci'}"))
-    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    }
     # skopeo decompresses each layer with its own zstd decoder; the tars it gets must be our diff_ids.
     skopeo("copy", "-q", "--dest-decompress", f"oci:{tmp_path / 'oci'}", f"dir:{tmp_path / 'plain'}")
     copied = json.loads((tmp_path / "plain" / "manifest.json").read_bytes())
