@@ -25,6 +25,9 @@ from minibuild.oci.spec import (
 )
 
 __all__ = [
+    "MEDIA_TYPE_CONFIG",
+    "MEDIA_TYPE_INDEX",
+    "MEDIA_TYPE_MANIFEST",
     "Descriptor",
     "ImageBlobs",
     "ImageConfig",
