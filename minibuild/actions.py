@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
+import os
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -81,10 +84,26 @@ class Action:
             "schema": KEY_SCHEMA,
             "function": self.function,
             "version": self.version,
+            "code": code_digest(self.function),
             "params": self.params_dict(),
             "inputs": input_digests,
             "outputs": [o.name for o in self.outputs],
         }
+
+
+@functools.cache
+def code_digest(function: str) -> str:
+    """The digest of the source of the module an action function lives in.
+
+    Part of every key, so a new minibuild (or an edited custom rule) never reuses outputs written by
+    different code; `version` stays for changes outside that module.
+    """
+    module = function.partition(":")[0]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return ""
+    with open(spec.origin, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def action_key(manifest: dict[str, Any]) -> str:
@@ -98,7 +117,7 @@ def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     if old is None:
         return "never built before"
     changes = []
-    for field in ("function", "version", "schema", "outputs"):
+    for field in ("function", "version", "schema", "code", "outputs"):
         if old.get(field) != new.get(field):
             changes.append(f"{field} changed")
     old_params, new_params = old.get("params", {}), new.get("params", {})

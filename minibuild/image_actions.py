@@ -117,8 +117,13 @@ def write_layers(run: ActionRun) -> None:
     closure = _read_json(run.inputs[p["closure"]])
     files = [{**f, "digest": run.digest(run.inputs[f["input"]])} for f in p["files"]]
     tree, groups = build_tree(closure, files, run.inputs, p["user"])
+    # What the base image already has, byte for byte, is not written again.
+    base_layers = _read_json(run.inputs[p["base_layers"]])["layers"] if p["base_layers"] else []
+    below = {f["path"]: f for f in image_files({"layers": base_layers})}
     by_group: dict[str, list[TreeEntry]] = {g: [] for g in _GROUPS}
     for path, entry in sorted(tree.entries.items()):
+        if _same_as_base(entry, below.get(path)):
+            continue
         by_group[groups.get(path, "app")].append(entry)
     layers = []
     work = os.path.dirname(run.outputs["layers.json"])
@@ -137,13 +142,25 @@ def write_layers(run: ActionRun) -> None:
             "digest": layer.descriptor.digest, "size": layer.descriptor.size,
             "media_type": layer.descriptor.media_type, "diff_id": layer.diff_id,
             "uncompressed_size": layer.uncompressed_size, "created_by": _HISTORY[group],
-            "files": [{"path": e.path, "kind": e.kind, "size": e.size if e.kind == "file" else 0,
-                       "reason": e.reason, **({"target": e.target} if e.target else {})} for e in members],
+            "files": [{"path": e.path, "kind": e.kind, "size": e.size if e.kind == "file" else 0, "mode": e.mode,
+                       "reason": e.reason, **({"target": e.target} if e.target else {}),
+                       **({"digest": e.digest} if e.digest else {})} for e in members],
         })
     _write_json(run.outputs["layers.json"], {
-        "layers": layers, "architecture": closure.get("architecture") or "amd64",
+        # The whole image, bottom first: a base image's layers included.
+        "layers": base_layers + layers, "architecture": closure.get("architecture"),
         "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
     })
+
+
+def _same_as_base(entry: TreeEntry, below: dict[str, Any] | None) -> bool:
+    if below is None or below["kind"] != entry.kind or below.get("mode", entry.mode) != entry.mode:
+        return False
+    if entry.kind == "symlink":
+        return below.get("target") == entry.target
+    if entry.kind == "file":
+        return entry.digest is not None and below.get("digest") == entry.digest
+    return True
 
 
 def _layer(d: dict[str, Any]) -> Any:
@@ -159,15 +176,23 @@ def write_image(run: ActionRun) -> None:
 
     p = run.params
     info = _read_json(run.inputs[p["layers"]])
-    layers = [(_layer(d), run.blob_path(d["digest"])) for d in info["layers"]]
+    all_layers = info["layers"]
+    layers = [(_layer(d), run.blob_path(d["digest"])) for d in all_layers]
     c = p["config"]
     config = ImageConfig(
         entrypoint=tuple(c["entrypoint"]), cmd=tuple(c["cmd"]), env=tuple(c["env"]), workdir=c["workdir"],
         user=c["user"], labels=tuple(sorted(c["labels"].items())), exposed_ports=tuple(c["exposed_ports"]),
         stop_signal=c["stop_signal"],
     )
-    platform = Platform(os="linux", architecture=info["architecture"], variant=info.get("variant"))
-    image = assemble_image(platform, config, layers, [d["created_by"] for d in info["layers"]],
+    architecture, variant = info["architecture"], info.get("variant")
+    if p["base"]:
+        with open(run.inputs[p["base"]["config"]], encoding="utf-8") as f:
+            base_config = json.load(f)
+        config = config.inherit(ImageConfig.from_json(base_config.get("config")))
+        if architecture is None:
+            architecture, variant = base_config.get("architecture"), base_config.get("variant")
+    platform = Platform(os="linux", architecture=architecture or "amd64", variant=variant)
+    image = assemble_image(platform, config, layers, [d["created_by"] for d in all_layers],
                            epoch=p["epoch"], annotations=p["annotations"] or None)
     with open(run.outputs["config.json"], "wb") as f:
         f.write(image.config_bytes)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from minibuild.rule import Attrs, Dep, PathOrLabel, RuleContext, rule
+from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
 from rules.common import Mode, check_tag, image_path
 from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo
 
@@ -35,6 +35,7 @@ class FileSpec(Attrs):
 
 
 class ImageAttrs(Attrs):
+    base: LabelAttr | None = None
     binaries: list[str] = []
     files: list[FileSpec] = []
     entrypoint: list[str] = []
@@ -100,14 +101,16 @@ def _image_impl(ctx: RuleContext) -> list[object]:
         f"{ctx.label.package}/{ctx.label.name}:latest".lstrip("/").lower())
     files = [e for i, spec in enumerate(a.files) for e in _file_entries(ctx, i, spec)]
     file_dests = {e.dest for e in files}
-    env = {"PATH": DEFAULT_PATH, **a.env}
+    base = ctx.provider(a.base, ImageInfo) if a.base else None
+    # PATH is always set (runtimes differ in the default they inject); a base image brings its own.
+    env = {**({} if base else {"PATH": DEFAULT_PATH}), **a.env}
     entrypoint = a.entrypoint or (a.binaries[:1] if len(a.binaries) == 1 else [])
     binaries = list(a.binaries)
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
-    if not binaries and not files:
-        raise ctx.fail("an image needs at least one of `binaries` or `files`", "binaries")
+    if not binaries and not files and not base:
+        raise ctx.fail("an image needs at least one of `binaries`, `files` or `base`", "binaries")
 
     closure = ctx.actions.declare("closure.json")
     ctx.actions.run(
@@ -130,11 +133,12 @@ def _image_impl(ctx: RuleContext) -> list[object]:
             "files": [{"dest": e.dest, "mode": e.mode, "input": e.artifact.path, "origin": e.origin}
                       for e in files],
             "user": a.user,
+            "base_layers": base.layers.path if base else None,
             "compression": a.compression,
             "gzip_level": a.gzip_level,
             "epoch": ctx.epoch,
         },
-        inputs=[closure, *sorted({e.artifact for e in files})],
+        inputs=[closure, *([base.layers] if base else []), *sorted({e.artifact for e in files})],
         outputs=[layers],
         description=f"writing the layers of `{ctx.label}`",
     )
@@ -158,8 +162,9 @@ def _image_impl(ctx: RuleContext) -> list[object]:
                 "stop_signal": a.stop_signal,
             },
             "annotations": a.annotations,
+            "base": {"config": base.config.path} if base else None,
         },
-        inputs=[layers],
+        inputs=[layers, *([base.config] if base else [])],
         outputs=[config, manifest, tarball],
         description=f"writing the image `{tag}`",
     )
