@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import io
 import os
+import sys
 import tarfile
 import tracemalloc
 from pathlib import Path
@@ -400,3 +401,10 @@ def test_tar_bytes_are_pinned(tmp_path):
     layer = write_layer(entries, str(tmp_path / "l"), compression="none", epoch=1_700_000_000)
     assert layer.diff_id == "sha256:5383f82b017991ac1c586dfb42270d5f41d6555ee00d87f07d0468d8e31c31ad"
     assert layer.uncompressed_size == 10240
+
+
+def test_zstd_without_zstandard_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # makes `import zstandard` fail
+    with pytest.raises(BuildError, match="zstd layers need the Python package `zstandard`"):
+        write_layer([LayerEntry("/x", "dir")], str(tmp_path / "l"), compression="zstd")
+    assert os.listdir(tmp_path) == []
