@@ -59,7 +59,8 @@ def resolve_closure(run: ActionRun) -> None:
         entries.append({"path": e.path, "kind": e.kind, "mode": e.mode, "target": e.target, "source": e.source,
                         "digest": digest, "size": e.size, "reason": e.reason})
     objects = [{"path": o.path, "realpath": o.realpath, "names": list(o.names), "loader": o.loader,
-                "needed": [list(n) for n in o.needed], "role": roles[o.path]} for o in closure.objects]
+                "needed": [list(n) for n in o.needed], "role": roles[o.path],
+                "interpreter": o.is_interpreter} for o in closure.objects]
     _write_json(run.outputs["closure.json"], {
         "roots": list(closure.roots), "entries": entries, "objects": objects,
         "warnings": list(closure.warnings), "architecture": closure.architecture, "variant": closure.variant,
