@@ -336,6 +336,9 @@ setup_venv
 export PATH="$VENV/bin:$PATH"  # also makes Debian's lddtree (#!/usr/bin/env python3) find pyelftools
 
 phase docker
+# Services are machine-wide: serialise their set-up between concurrent runs (other clones too).
+exec 9>"$STATE_DIR/setup.lock"
+flock -w 300 9 || die "another scripts/test.sh has held $STATE_DIR/setup.lock for 5 minutes"
 start_docker
 
 phase registries
@@ -359,6 +362,8 @@ export MINIBUILD_TEST_REGISTRY_PASSWORD="$REGISTRY_PASSWORD"
 export MINIBUILD_TEST_STATE_DIR="$STATE_DIR"
 # Tests marked docker/registry must fail, not skip, when their service is missing.
 export MINIBUILD_REQUIRE_DOCKER="${MINIBUILD_REQUIRE_DOCKER:-1}"
+
+flock -u 9
 
 if [[ "$MODE" == setup ]]; then
     log "set-up done; services left running (stop: bash scripts/test.sh --stop-services)"
