@@ -88,3 +88,15 @@ def test_bash_runs_in_docker(built, docker_engine):
 
     assert run("echo $((6*7))") == "42"
     assert run('P="\\u"; echo ${P@P}') == "root"
+
+
+def test_why_gives_the_chain(built, clones, cli):
+    r = cli("why", "//images:bash", "/lib/x86_64-linux-gnu/libtinfo.so.6", "--json", cwd=clones[0])
+    assert r.returncode == 0, r.stderr
+    steps = r.json()
+    assert steps[0] == "/bin/bash (binary)"
+    assert "DT_NEEDED `libtinfo.so.6` of /bin/bash" in steps[1]
+    r = cli("why", "//images:bash", "/etc/passwd", "--json", cwd=clones[0])
+    assert r.returncode == 0 and "users" in r.json()[0]
+    r = cli("why", "//images:bash", "/usr/bin/python3", cwd=clones[0])
+    assert r.returncode == 2 and "is not in `//images:bash`" in r.stderr
