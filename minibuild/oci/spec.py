@@ -6,11 +6,11 @@ are what gets hashed and what gets written, so a digest always names the bytes o
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from minibuild import digest
 
 MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -28,11 +28,10 @@ _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, no whitespace, UTF-8: the one serialisation of every document we hash."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return digest.canonical_json(value).encode("utf-8")
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+sha256_digest = digest.sha256_bytes
 
 
 def is_digest(value: str) -> bool:
