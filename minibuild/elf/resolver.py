@@ -562,10 +562,11 @@ class _Process:
         cache, conf_dirs = self._cache
         if cache is not None:
             entry, hwcaps = cache.lookup(name, self.arch.cache_flags, self.supported)
-            if entry is not None and nodeflib and any(entry.value.startswith(d + "/") for d in defaults):
-                search.steps.append(f"ld.so.cache: `{entry.value}` ignored (DF_1_NODEFLIB)")
-                entry = None
-            if entry is not None:
+            if entry is None:
+                search.steps.append("ld.so.cache of the sysroot: no entry")
+            elif nodeflib and any(entry.value.startswith(d + "/") for d in defaults):
+                search.steps.append(f"ld.so.cache of the sysroot: `{entry.value}` ignored (DF_1_NODEFLIB)")
+            else:
                 hit = self._try(entry.value, name, req, kind, "ld.so.cache", search)
                 if hit is not None:
                     if self.supported is None:
@@ -574,9 +575,7 @@ class _Process:
                     if posixpath.dirname(entry.value) not in defaults and hit.found_in == "ld.so.cache":
                         self.r.cache_only.append(hit.path)
                     return hit
-                search.steps.append(f"ld.so.cache: `{entry.value}` cannot be used")
-            else:
-                search.steps.append("ld.so.cache of the sysroot: no entry")
+                search.steps.append(f"ld.so.cache of the sysroot: `{entry.value}` cannot be used")
         elif conf_dirs:
             dirs = [d for d in conf_dirs if not (nodeflib and d in defaults)]
             hit = self._search_dirs(dirs, name, req, kind, "ld.so.conf (no ld.so.cache in the sysroot)", search)

@@ -16,11 +16,13 @@ VIRTUAL = {"linux-vdso.so.1", "linux-gate.so.1"}
 
 _ARROW = re.compile(r"^\t(\S+) => (.+?)(?: \(0x[0-9a-f]+\))?$")
 _BARE = re.compile(r"^\t(\S+) \(0x[0-9a-f]+\)$")
+_VERSION = re.compile(r": version `[^']+' not found")
 
 
 @dataclass
 class Trace:
     needed: dict[str, str | None] = field(default_factory=dict)  # name -> path as printed, None = not found
+    missing: set[str] = field(default_factory=set)  # every name printed as `not found` (it may also be found later)
     bare: list[str] = field(default_factory=list)  # "/abs (0x..)" lines: the loader or slashed DT_NEEDED
     static: bool = False
     fatal: str | None = None
@@ -33,13 +35,20 @@ def parse_trace(stdout: str, stderr: str = "", rc: int = 0) -> Trace:
     if "statically linked" in stdout or "not a dynamic executable" in stdout + stderr:
         t.static = True
         return t
+    for line in (stdout + "\n" + stderr).splitlines():
+        if _VERSION.search(line):  # trace mode reports G17 failures and goes on listing
+            t.fatal = line.strip()
     for line in stdout.splitlines():
         m = _ARROW.match(line)
         if m:
             name, target = m.group(1), m.group(2)
             if name in VIRTUAL:
                 continue
-            t.needed.setdefault(name, None if target == "not found" else target)
+            if target == "not found":
+                t.missing.add(name)
+                t.needed.setdefault(name, None)
+            elif t.needed.get(name) is None:
+                t.needed[name] = target
             continue
         m = _BARE.match(line)
         if m:
@@ -50,7 +59,9 @@ def parse_trace(stdout: str, stderr: str = "", rc: int = 0) -> Trace:
                 t.bare.append(name)
             else:
                 t.needed.setdefault(name, name)  # found under a relative search dir (runpath_cwd)
-    if "error while loading shared libraries" in stderr or (rc not in (0, 1) and not t.needed and not t.bare):
+    if t.fatal:
+        pass
+    elif "error while loading shared libraries" in stderr or (rc not in (0, 1) and not t.needed and not t.bare):
         t.fatal = stderr.strip() or f"exit status {rc}"
     elif stderr.strip() and not stdout.strip():
         t.fatal = stderr.strip()
