@@ -322,7 +322,7 @@ MODE="run"
 case "${1:-}" in
     --stop-services) stop_services; exit 0 ;;
     --setup-only) MODE=setup; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 mkdir -p "$STATE_DIR"
