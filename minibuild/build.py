@@ -84,7 +84,7 @@ def build(
         raise BuildFailed([(a.owner, e) for a, e in failures])
     requested = set(labels)
     targets = [_finish(workspace, cache, ct, results) for ct in configured if ct.label in requested]
-    warnings = sorted({w for r in results.values() for w in _warnings(cache, r)})
+    warnings = sorted({f"{r.action.owner}: {w}" for r in results.values() for w in r.warnings})
     return BuildResult(
         targets=targets,
         run=sum(1 for r in results.values() if not r.cached),
@@ -92,13 +92,6 @@ def build(
         results=results,
         warnings=warnings,
     )
-
-
-def _warnings(cache: Cache, result: ActionResult) -> list[str]:
-    if result.action.mnemonic != "ElfClosure":
-        return []
-    with open(cache.blob_path(result.outputs["closure.json"].digest), encoding="utf-8") as f:
-        return [f"{result.action.owner}: {w}" for w in json.load(f).get("warnings", [])]
 
 
 def _finish(workspace: Workspace, cache: Cache, ct: ConfiguredTarget, results: dict[str, ActionResult]) -> TargetResult:
@@ -115,7 +108,7 @@ def _finish(workspace: Workspace, cache: Cache, ct: ConfiguredTarget, results: d
         if not _same_file(path, cache.blob_path(blob.digest)):
             cache.materialize(blob.digest, path)
         result.outputs[name] = os.path.join(rel, name)
-    if "manifest.json" in outputs and "layers.json" in outputs:
+    if any(type(p).__name__ == "ImageInfo" for p in ct.providers):
         result.image = _write_oci(cache, dest, rel, outputs, ct)
     return result
 
@@ -128,32 +121,45 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: ConfiguredTarget) -> dict[str, Any]:
-    from minibuild.oci.image import MEDIA_TYPE_MANIFEST
+    """Write the OCI layout of an image target from stored blobs, and describe the image for reports."""
+    from minibuild.image_actions import host_architecture, image_files
     from minibuild.oci.layout import write_layout
-    from minibuild.oci.spec import Descriptor
+    from minibuild.oci.spec import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Descriptor
 
-    def read(name: str) -> bytes:
-        with open(cache.blob_path(outputs[name].digest), "rb") as f:
-            return f.read()
+    def read(art: Any) -> Any:
+        with open(cache.blob_path(outputs[art.name].digest), "rb") as f:
+            return json.loads(f.read())
 
-    manifest_blob = outputs["manifest.json"]
-    layers = json.loads(read("layers.json"))
     info = next(p for p in ct.providers if type(p).__name__ == "ImageInfo")
+    blobs: dict[str, str | bytes] = {}
+    described = []
+    for image in info.platforms:
+        layers = read(image.layers)
+        for d in layers["layers"]:
+            blobs[d["digest"]] = cache.blob_path(d["digest"])
+        for art in (image.config, image.manifest):
+            blobs[outputs[art.name].digest] = cache.blob_path(outputs[art.name].digest)
+        described.append((image, layers, read(image.config).get("architecture")))
+    if info.index is not None:
+        top = outputs[info.index.name]
+        blobs[top.digest] = cache.blob_path(top.digest)
+        root = Descriptor(MEDIA_TYPE_INDEX, top.digest, top.size)
+    else:
+        top = outputs[info.primary.manifest.name]
+        root = Descriptor(MEDIA_TYPE_MANIFEST, top.digest, top.size)
     oci_dir = os.path.join(dest, "oci")
-    marker = os.path.join(oci_dir, "index.json")
-    if not _layout_is(marker, manifest_blob.digest):
-        blobs: dict[str, str | bytes] = {d["digest"]: cache.blob_path(d["digest"]) for d in layers["layers"]}
-        blobs[outputs["config.json"].digest] = cache.blob_path(outputs["config.json"].digest)
-        blobs[manifest_blob.digest] = cache.blob_path(manifest_blob.digest)
-        desc = Descriptor(MEDIA_TYPE_MANIFEST, manifest_blob.digest, manifest_blob.size)
-        write_layout(oci_dir, blobs, [desc], ref_name=info.tag)
-    from minibuild.image_actions import image_files
-
+    if not _layout_is(os.path.join(oci_dir, "index.json"), top.digest):
+        write_layout(oci_dir, blobs, [root], ref_name=info.tag)
+    # The tarball holds the host's platform when there is one (as write_index chose), else the first.
+    loaded = next((d for d in described if d[2] == host_architecture()), described[0])
+    image, layers, _ = described[0]
     files = image_files(layers)
     return {
         "tag": info.tag,
-        "digest": manifest_blob.digest,
-        "config_digest": outputs["config.json"].digest,
+        "digest": top.digest,
+        "config_digest": outputs[loaded[0].config.name].digest,
+        "platforms": [{"platform": f"linux/{arch}", "manifest": outputs[i.manifest.name].digest}
+                      for i, _, arch in described],
         "files": files,
         "size": sum(f["size"] for f in files),
         "compressed_size": sum(d["size"] for d in layers["layers"]),

@@ -33,6 +33,7 @@ class ActionResult:
     seconds: float = 0.0
     reason: str = ""
     blobs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class Executor:
                 if entry is None:
                     return self._execute(action, key, manifest, paths)
         result = ActionResult(action, key, {k: Blob(v["digest"], v["size"]) for k, v in entry["outputs"].items()},
-                              cached=True, blobs=entry.get("blobs", []))
+                              cached=True, blobs=entry.get("blobs", []), warnings=entry.get("warnings", []))
         self.on_event(Event("cached", action, result))
         return result
 
@@ -236,6 +237,6 @@ class Executor:
         self.cache.put_action(key, entry)
         self.cache.put_last_manifest(action.id, manifest)
         result = ActionResult(action, key, stored, cached=False, seconds=time.monotonic() - started,
-                              reason=reason, blobs=entry["blobs"])
+                              reason=reason, blobs=entry["blobs"], warnings=run.warnings)
         self.on_event(Event("done", action, result))
         return result

@@ -24,9 +24,20 @@ _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: sh
             "app": "minibuild: binaries and files"}
 
 
+def parse_platform(text: str | None) -> tuple[str, str | None]:
+    """"linux/arm64/v8" -> ("arm64", "v8")."""
+    parts = (text or "").split("/")
+    return (parts[1] if len(parts) > 1 else ""), (parts[2] if len(parts) > 2 else None)
+
+
 def _write_json(path: str, value: Any) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(value, f, sort_keys=True, separators=(",", ":"))
+
+
+def _only_output(run: ActionRun) -> str:
+    [path] = run.outputs.values()
+    return path
 
 
 def _read_json(path: str) -> Any:
@@ -43,6 +54,16 @@ def resolve_closure(run: ActionRun) -> None:
     closure = elf.resolve(p["paths"], sysroot, options)
     root = sysroot.rstrip("/")
     run.discover(*(root + path for path in closure.probed))
+    if p.get("platform") and closure.architecture:
+        want = p["platform"].split("/")[1]
+        if closure.architecture != want:
+            from minibuild.errors import ElfError
+
+            odd = next((o.path for o in closure.objects if o.loader is None), p["paths"][0])
+            raise ElfError(f"`{odd}` in sysroot `{sysroot}` is an ELF file for `{closure.architecture}`, "
+                           f"but the image's platform is `{p['platform']}`",
+                           hint="give each platform its own sysroot in workspace.toml: "
+                                f'`[platforms] "{p["platform"]}" = {{ sysroot = "..." }}`')
     roots = set(closure.roots)
     roles: dict[str, str] = {}
     for obj in closure.objects:
@@ -61,7 +82,7 @@ def resolve_closure(run: ActionRun) -> None:
     objects = [{"path": o.path, "realpath": o.realpath, "names": list(o.names), "loader": o.loader,
                 "needed": [list(n) for n in o.needed], "role": roles[o.path],
                 "interpreter": o.is_interpreter} for o in closure.objects]
-    _write_json(run.outputs["closure.json"], {
+    _write_json(_only_output(run), {
         "roots": list(closure.roots), "entries": entries, "objects": objects,
         "warnings": list(closure.warnings), "architecture": closure.architecture, "variant": closure.variant,
     })
@@ -122,12 +143,13 @@ def write_layers(run: ActionRun) -> None:
     base_layers = _read_json(run.inputs[p["base_layers"]])["layers"] if p["base_layers"] else []
     below = {f["path"]: f for f in image_files({"layers": base_layers})}
     by_group: dict[str, list[TreeEntry]] = {g: [] for g in _GROUPS}
+    single = p.get("layering") == "single"
     for path, entry in sorted(tree.entries.items()):
         if _same_as_base(entry, below.get(path)):
             continue
-        by_group[groups.get(path, "app")].append(entry)
+        by_group["app" if single else groups.get(path, "app")].append(entry)
     layers = []
-    work = os.path.dirname(run.outputs["layers.json"])
+    work = os.path.dirname(_only_output(run))
     for group in _GROUPS:
         members = by_group[group]
         if not members:
@@ -147,7 +169,7 @@ def write_layers(run: ActionRun) -> None:
                        "reason": e.reason, **({"target": e.target} if e.target else {}),
                        **({"digest": e.digest} if e.digest else {})} for e in members],
         })
-    _write_json(run.outputs["layers.json"], {
+    _write_json(_only_output(run), {
         # The whole image, bottom first: a base image's layers included.
         "layers": base_layers + layers, "architecture": closure.get("architecture"),
         "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
@@ -192,15 +214,53 @@ def write_image(run: ActionRun) -> None:
         config = config.inherit(ImageConfig.from_json(base_config.get("config")))
         if architecture is None:
             architecture, variant = base_config.get("architecture"), base_config.get("variant")
+    if p.get("platform"):
+        want_arch, want_variant = parse_platform(p["platform"])
+        architecture, variant = want_arch, want_variant or (variant if architecture == want_arch else None)
     platform = Platform(os="linux", architecture=architecture or "amd64", variant=variant)
     image = assemble_image(platform, config, layers, [d["created_by"] for d in all_layers],
                            epoch=p["epoch"], annotations=p["annotations"] or None)
-    with open(run.outputs["config.json"], "wb") as f:
+    names = p["outputs"]
+    with open(run.outputs[names["config"]], "wb") as f:
         f.write(image.config_bytes)
-    with open(run.outputs["manifest.json"], "wb") as f:
+    with open(run.outputs[names["manifest"]], "wb") as f:
         f.write(image.manifest_bytes)
-    write_docker_archive(run.outputs["image.tar"], config=image.config_bytes, layers=layers,
-                         repo_tags=[p["tag"]], manifest=image.manifest_bytes)
+    if "image" in names:
+        write_docker_archive(run.outputs[names["image"]], config=image.config_bytes, layers=layers,
+                             repo_tags=[p["tag"]], manifest=image.manifest_bytes)
+
+
+def host_architecture() -> str:
+    import platform
+
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
+
+
+def write_index(run: ActionRun) -> None:
+    """An OCI image index over the platforms' manifests, and a docker tarball of the host's platform."""
+    from minibuild.oci.archive import write_docker_archive
+    from minibuild.oci.image import MEDIA_TYPE_MANIFEST, Platform, descriptor_for, index_json
+
+    p = run.params
+    manifests = []
+    chosen = None
+    for img in p["images"]:
+        with open(run.inputs[img["config"]], "rb") as f:
+            config_bytes = f.read()
+        with open(run.inputs[img["manifest"]], "rb") as f:
+            manifest_bytes = f.read()
+        doc = json.loads(config_bytes)
+        platform = Platform(os=doc.get("os", "linux"), architecture=doc["architecture"], variant=doc.get("variant"))
+        manifests.append(descriptor_for(manifest_bytes, MEDIA_TYPE_MANIFEST, platform=platform))
+        if chosen is None or platform.architecture == host_architecture():
+            chosen = (img, config_bytes, manifest_bytes)
+    with open(run.outputs["index.json"], "wb") as f:
+        f.write(index_json(manifests, p["annotations"] or None))
+    img, config_bytes, manifest_bytes = chosen
+    layers = [(_layer(d), run.blob_path(d["digest"])) for d in _read_json(run.inputs[img["layers"]])["layers"]]
+    write_docker_archive(run.outputs["image.tar"], config=config_bytes, layers=layers, repo_tags=[p["tag"]],
+                         manifest=manifest_bytes)
 
 
 def image_files(layers_json: dict[str, Any]) -> list[dict[str, Any]]:

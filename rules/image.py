@@ -14,7 +14,7 @@ from pydantic import field_validator
 
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
 from rules.common import Mode, check_tag, image_path
-from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo
+from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -48,6 +48,8 @@ class ImageAttrs(Attrs):
     annotations: dict[str, str] = {}
     exposed_ports: list[str] = []
     stop_signal: str = ""
+    platforms: list[str] = []
+    layering: Literal["shared", "single"] = "shared"
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     gzip_level: int = 1
 
@@ -55,6 +57,17 @@ class ImageAttrs(Attrs):
     @classmethod
     def _binaries(cls, v: list[str]) -> list[str]:
         return [image_path(b, "binary") for b in v]
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, v: list[str]) -> list[str]:
+        for p in v:
+            parts = p.split("/")
+            if len(parts) not in (2, 3) or parts[0] != "linux" or not all(parts):
+                raise ValueError(f"platform `{p}` must look like `linux/amd64` or `linux/arm64/v8`")
+        if len(set(v)) != len(v):
+            raise ValueError("a platform is listed twice")
+        return v
 
     @field_validator("gzip_level")
     @classmethod
@@ -112,18 +125,64 @@ def _image_impl(ctx: RuleContext) -> list[object]:
     if not binaries and not files and not base:
         raise ctx.fail("an image needs at least one of `binaries`, `files` or `base`", "binaries")
 
-    closure = ctx.actions.declare("closure.json")
+    config_params = {
+        "entrypoint": entrypoint,
+        "cmd": a.cmd,
+        "env": [f"{k}={v}" for k, v in env.items()],
+        "workdir": a.workdir,
+        "user": "65532:65532" if a.user == "nonroot" else a.user,
+        "labels": a.labels,
+        "exposed_ports": a.exposed_ports,
+        "stop_signal": a.stop_signal,
+    }
+    platforms = a.platforms or ([] if not base or len(base.platforms) == 1 else [p.platform for p in base.platforms])
+    multi = len(platforms) > 1
+    built = []
+    for platform in platforms or [None]:
+        prefix = platform.replace("/", "_") + "." if multi else ""
+        base_image = base.for_platform(platform) if base else None
+        if base and base_image is None:
+            raise ctx.fail(f"base `{a.base}` has no image for platform `{platform}`", "base")
+        built.append(_platform_image(ctx, a, platform, prefix, binaries, files, env, config_params, tag, base_image,
+                                     write_tarball=not multi))
+    if multi:
+        index, tarball = ctx.actions.declare("index.json"), ctx.actions.declare("image.tar")
+        ctx.actions.run(
+            mnemonic="ImageIndex",
+            function="minibuild.image_actions:write_index",
+            version=1,
+            params={"images": [{"platform": b.platform, "config": b.config.path, "manifest": b.manifest.path,
+                                "layers": b.layers.path} for b in built],
+                    "tag": tag, "epoch": ctx.epoch, "annotations": a.annotations},
+            inputs=[art for b in built for art in (b.config, b.manifest, b.layers)],
+            outputs=[index, tarball],
+            description=f"writing the image index `{tag}`",
+        )
+    else:
+        index, tarball = None, ctx.actions.declare("image.tar")
+    return [ImageInfo(platforms=tuple(built), index=index, tarball=tarball, tag=tag),
+            DefaultInfo(files=(tarball,))]
+
+
+def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefix: str, binaries: list[str],
+                    files: list[FileEntry], env: dict[str, str], config_params: dict[str, object], tag: str,
+                    base: PlatformImage | None, write_tarball: bool) -> PlatformImage:
+    """The closure, layers and image actions of one platform of an image."""
+    sysroot = ctx.platforms.get(platform, ctx.sysroot) if platform else ctx.sysroot
+    where = f" for `{platform}`" if prefix else ""
+    closure = ctx.actions.declare(prefix + "closure.json")
     ctx.actions.run(
         mnemonic="ElfClosure",
         function="minibuild.image_actions:resolve_closure",
         version=1,
-        params={"paths": binaries, "sysroot": ctx.sysroot, "env": env, "workdir": a.workdir or "/"},
+        params={"paths": binaries, "sysroot": sysroot, "env": env, "workdir": a.workdir or "/",
+                "platform": platform},
         inputs=[],
         outputs=[closure],
-        description=f"resolving the ELF closure of `{ctx.label}`",
+        description=f"resolving the ELF closure of `{ctx.label}`{where}",
         discovers_inputs=True,
     )
-    layers = ctx.actions.declare("layers.json")
+    layers = ctx.actions.declare(prefix + "layers.json")
     ctx.actions.run(
         mnemonic="Layers",
         function="minibuild.image_actions:write_layers",
@@ -134,15 +193,17 @@ def _image_impl(ctx: RuleContext) -> list[object]:
                       for e in files],
             "user": a.user,
             "base_layers": base.layers.path if base else None,
+            "layering": a.layering,
             "compression": a.compression,
             "gzip_level": a.gzip_level,
             "epoch": ctx.epoch,
         },
         inputs=[closure, *([base.layers] if base else []), *sorted({e.artifact for e in files})],
         outputs=[layers],
-        description=f"writing the layers of `{ctx.label}`",
+        description=f"writing the layers of `{ctx.label}`{where}",
     )
-    config, manifest, tarball = (ctx.actions.declare(n) for n in ("config.json", "manifest.json", "image.tar"))
+    names = ("config.json", "manifest.json", "image.tar") if write_tarball else ("config.json", "manifest.json")
+    outputs = [ctx.actions.declare(prefix + n) for n in names]
     ctx.actions.run(
         mnemonic="Image",
         function="minibuild.image_actions:write_image",
@@ -151,25 +212,18 @@ def _image_impl(ctx: RuleContext) -> list[object]:
             "layers": layers.path,
             "tag": tag,
             "epoch": ctx.epoch,
-            "config": {
-                "entrypoint": entrypoint,
-                "cmd": a.cmd,
-                "env": [f"{k}={v}" for k, v in env.items()],
-                "workdir": a.workdir,
-                "user": "65532:65532" if a.user == "nonroot" else a.user,
-                "labels": a.labels,
-                "exposed_ports": a.exposed_ports,
-                "stop_signal": a.stop_signal,
-            },
+            "platform": platform,
+            "config": config_params,
             "annotations": a.annotations,
             "base": {"config": base.config.path} if base else None,
+            "outputs": {n.split(".")[0]: o.name for n, o in zip(names, outputs, strict=True)},
         },
         inputs=[layers, *([base.config] if base else [])],
-        outputs=[config, manifest, tarball],
-        description=f"writing the image `{tag}`",
+        outputs=outputs,
+        description=f"writing the image `{tag}`{where}",
     )
-    return [ImageInfo(layers=layers, config=config, manifest=manifest, tarball=tarball, closure=closure, tag=tag),
-            DefaultInfo(files=(tarball,))]
+    return PlatformImage(platform=platform or "", closure=closure, layers=layers, config=outputs[0],
+                         manifest=outputs[1])
 
 
 image = rule(

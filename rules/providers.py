@@ -32,12 +32,30 @@ class DefaultInfo:
 
 
 @dataclass(frozen=True)
-class ImageInfo:
-    """A built image: its layer list (layers.json), its config and manifest, and the tag it gets."""
+class PlatformImage:
+    """One platform's image: its ELF closure, layer list (layers.json), config and manifest."""
 
+    platform: str  # "linux/arm64", or "" when the image is single-platform and takes the binaries' own
+    closure: Artifact
     layers: Artifact
     config: Artifact
     manifest: Artifact
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A built image: one PlatformImage per platform, the index of a multi-platform image, the tarball."""
+
+    platforms: tuple[PlatformImage, ...]
+    index: Artifact | None
     tarball: Artifact
-    closure: Artifact
     tag: str
+
+    @property
+    def primary(self) -> PlatformImage:
+        return self.platforms[0]
+
+    def for_platform(self, platform: str | None) -> PlatformImage | None:
+        if len(self.platforms) == 1 and (not platform or not self.platforms[0].platform):
+            return self.platforms[0]
+        return next((p for p in self.platforms if p.platform == platform), None)
