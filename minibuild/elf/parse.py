@@ -141,6 +141,8 @@ def _parse(host_path: str, size: int) -> ElfInfo:
     try:
         head = os.pread(fd, 4096, 0)
         return _parse_fd(_Reader(fd, size, head))
+    except struct.error as exc:  # a table shorter than its header says
+        raise ElfFormatError(f"truncated: {exc}") from None
     finally:
         os.close(fd)
 

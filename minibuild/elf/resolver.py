@@ -113,6 +113,7 @@ class _Resolver:
         self.arch: Arch | None = None
         self.arch_root: str | None = None
         self.root_idents: set[tuple[int, int]] = set()
+        self.script_stack: set[tuple[int, int]] = set()
 
     # -- roots ------------------------------------------------------------------------------------
 
@@ -121,6 +122,8 @@ class _Resolver:
             raise ElfError("empty path given as a binary")
         look = self.fs.lookup(path, self.workdir)
         if look.realpath is None:
+            if look.error == "ELOOP":
+                raise ElfError(f"`{path}`: too many levels of symbolic links in sysroot `{self.fs.root}`")
             if look.links:
                 last = look.links[-1]
                 raise ElfError(f"`{path}` is a broken symlink in sysroot `{self.fs.root}`: `{last.path}` -> "
@@ -132,6 +135,8 @@ class _Resolver:
             raise ElfError(f"`{path}` is a directory, not a program")
         if not stat.S_ISREG(st.st_mode):
             raise ElfError(f"`{path}` is not a regular file (device, fifo or socket)")
+        if (st.st_dev, st.st_ino) in self.script_stack:
+            raise ElfError(f"`{path}`: too many levels of `#!` interpreters (a script is its own interpreter)")
         if (st.st_dev, st.st_ino) in self.root_idents:
             self.plan(look, reason, via)
             return
@@ -139,7 +144,11 @@ class _Resolver:
         head = self._read_head(path, look)
         self.plan(look, reason, via)
         if head.startswith(b"#!"):
-            self.add_script(path, look, head, depth)
+            self.script_stack.add((st.st_dev, st.st_ino))
+            try:
+                self.add_script(path, look, head, depth)
+            finally:
+                self.script_stack.discard((st.st_dev, st.st_ino))
         elif head[:4] == ELF_MAGIC:
             self.add_elf_root(path, look)
         else:
@@ -889,6 +898,8 @@ def parse_shebang(head: bytes) -> tuple[str | None, str | None]:
     if i_sep is not None and buf[i_sep] != 0:
         i_arg = _next_non_spacetab(buf, i_sep, i_end)
     name = buf[i_name : i_sep if i_sep is not None else i_end]
+    if not name:
+        return None, None  # the kernel would try to open "" (ENOENT)
     arg = buf[i_arg:i_end].split(b"\0", 1)[0] if i_arg is not None else b""
     return name.decode("utf-8", "surrogateescape"), arg.decode("utf-8", "surrogateescape") or None
 
