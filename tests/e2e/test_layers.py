@@ -43,8 +43,9 @@ def test_single_layer(workspace, cli):
 def test_two_contents_for_one_path_name_both(workspace, cli):
     workspace.write("img/a.txt", "a\n")
     workspace.write("img/b.txt", "b\n")
-    workspace.write("img/BUILD.toml", '[[image]]\nname = "x"\nbinaries = ["/bin/bash"]\n'
-                                      'files = [{ src = "a.txt", dest = "/etc/x" }, { src = "b.txt", dest = "/etc/x" }]\n')
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "x"\nbinaries = ["/bin/bash"]\nfiles = [\n'
+                                      '  { src = "a.txt", dest = "/etc/x" },\n'
+                                      '  { src = "b.txt", dest = "/etc/x" },\n]\n')
     r = cli("build", "//img:x", "--no-load", cwd=workspace.root)
     assert r.returncode == 2, r.stderr
     assert "two different contents for `/etc/x`" in r.stderr
