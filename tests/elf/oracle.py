@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 GLIBC_LOADER = "/lib64/ld-linux-x86-64.so.2"
 VIRTUAL = {"linux-vdso.so.1", "linux-gate.so.1"}
+STATIC = ""  # interp_of() for a file without PT_INTERP and PT_DYNAMIC
 
 _ARROW = re.compile(r"^\t(\S+) => (.+?)(?: \(0x[0-9a-f]+\))?$")
 _BARE = re.compile(r"^\t(\S+) \(0x[0-9a-f]+\)$")
@@ -124,10 +125,12 @@ def interp_of(path: str) -> tuple[bool, str | None]:
             elf = ELFFile(fh)
             if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
                 return False, None
+            dynamic = False
             for seg in elf.iter_segments():
                 if seg["p_type"] == "PT_INTERP":
                     return True, seg.get_interp_name()
-            return True, None
+                dynamic = dynamic or seg["p_type"] == "PT_DYNAMIC"
+            return True, None if dynamic else STATIC
     except (ELFError, OSError, ValueError):
         return False, None
 
@@ -137,6 +140,8 @@ def trace(path: str, cwd: str = "/", env: dict[str, str] | None = None, timeout:
     ok, interp = interp_of(path)
     if not ok:
         return None
+    if interp == STATIC:  # `ld.so --list` would run it; ldd says "not a dynamic executable"
+        return Trace(static=True)
     if interp == GLIBC_LOADER and os.access(path, os.X_OK):
         return trace_exec(path, cwd, env, timeout)
     if interp is None or interp == GLIBC_LOADER:
