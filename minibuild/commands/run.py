@@ -9,16 +9,18 @@ import sys
 
 NAME = "run"
 HELP = "build an image target, load it into Docker and run it (`minibuild run //images:bash -- -c 'echo hi'`)"
+# As with `docker run`, options go before the label: everything after it is the container's arguments.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from minibuild.commands.load import add_build_arguments
 
-    p.add_argument("label", metavar="LABEL", help="the image target to run")
-    p.add_argument("args", nargs="*", metavar="ARG", help="arguments for the container, after `--`")
     add_build_arguments(p)
     p.add_argument("--docker-arg", action="append", default=[], metavar="ARG",
                    help="an extra argument for `docker run` (repeatable), e.g. `--docker-arg=--network=none`")
+    p.add_argument("label", metavar="LABEL", help="the image target to run; options go before it")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG",
+                   help="arguments for the container (after an optional `--`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if docker is None:
         raise EngineError("the `docker` command is not on PATH", hint="install the docker CLI (package docker.io)")
     tty = ["-i", "-t"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"] if sys.stdin.isatty() else []
-    argv = [docker, "run", "--rm", *tty, *args.docker_arg, image.image["tag"], *args.args]
+    container_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    argv = [docker, "run", "--rm", *tty, *args.docker_arg, image.image["tag"], *container_args]
     sys.stdout.flush()
     sys.stderr.flush()
     try:
