@@ -6,13 +6,14 @@ executes the programs it looks at.
 
 from minibuild.elf.model import Closure, LoadedObject, PlanEntry, ResolveOptions
 from minibuild.elf.report import closure_json, closure_tree, why
-from minibuild.elf.resolver import resolve
+from minibuild.elf.resolver import Session, resolve
 
 __all__ = [
     "Closure",
     "LoadedObject",
     "PlanEntry",
     "ResolveOptions",
+    "Session",
     "closure_json",
     "closure_tree",
     "resolve",

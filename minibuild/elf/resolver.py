@@ -51,14 +51,29 @@ _DEFAULT_OPTIONS = ResolveOptions()
 
 def resolve(paths: Sequence[str], sysroot: str = "/", options: ResolveOptions = _DEFAULT_OPTIONS) -> Closure:
     """The closure of `paths` (absolute in-image paths: ELF executables, libraries or `#!` scripts)."""
-    if isinstance(paths, str):
-        paths = [paths]
-    if not os.path.isdir(sysroot):
-        raise ElfError(f"sysroot `{sysroot}` is not a directory")
-    r = _Resolver(sysroot, options)
-    for path in paths:
-        r.add_root(path, "binary", 0)
-    return r.finish(tuple(paths))
+    return Session(sysroot).resolve(paths, options)
+
+
+class Session:
+    """Several resolutions in one sysroot that share path lookups (batch use: many images, benchmarks).
+
+    Only valid while the sysroot does not change; parsed ELF headers and ld.so.cache files are
+    cached process-wide by file identity anyway, so a one-shot `resolve()` loses little.
+    """
+
+    def __init__(self, sysroot: str = "/") -> None:
+        if not os.path.isdir(sysroot):
+            raise ElfError(f"sysroot `{sysroot}` is not a directory")
+        self.fs = Sysroot(sysroot)
+
+    def resolve(self, paths: Sequence[str], options: ResolveOptions = _DEFAULT_OPTIONS) -> Closure:
+        if isinstance(paths, str):
+            paths = [paths]
+        self.fs.begin()
+        r = _Resolver(self.fs, options)
+        for path in paths:
+            r.add_root(path, "binary", 0)
+        return r.finish(tuple(paths))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -97,8 +112,8 @@ class _Search:
 
 
 class _Resolver:
-    def __init__(self, sysroot: str, options: ResolveOptions) -> None:
-        self.fs = Sysroot(sysroot)
+    def __init__(self, fs: Sysroot, options: ResolveOptions) -> None:
+        self.fs = fs
         self.options = options
         self.env = options.environ
         self.workdir = options.workdir if options.workdir.startswith("/") else "/" + options.workdir

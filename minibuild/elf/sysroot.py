@@ -42,7 +42,11 @@ class Lookup:
 
 
 class Sysroot:
-    """Lookups inside one sysroot, memoised for the lifetime of one resolve() call."""
+    """Lookups inside one sysroot, memoised for the lifetime of this object (one Session).
+
+    The memo assumes the sysroot does not change meanwhile; `probed` is recorded on every lookup,
+    memoised or not, so each closure lists everything its own resolution depended on.
+    """
 
     def __init__(self, root: str) -> None:
         root = os.path.abspath(root)
@@ -51,18 +55,24 @@ class Sysroot:
         self.probed: set[str] = set()
         self._lstat: dict[str, os.stat_result | None] = {}
         self._readlink: dict[str, str] = {}
-        self._dirs: dict[str, Lookup] = {}
+        self._dirs: dict[str, tuple[Lookup, tuple[str, ...]]] = {}  # dir -> (lookup, paths it probed)
+        self._lookups: dict[str, tuple[Lookup, tuple[str, ...]]] = {}  # path -> (lookup, paths it probed)
 
     def host(self, path: str) -> str:
         """The host path of an in-image *real* path (no symlinks left in it)."""
         return self.prefix + path
 
+    def begin(self) -> set[str]:
+        """Start recording probes afresh (one closure); earlier lookups stay memoised."""
+        self.probed = set()
+        return self.probed
+
     def lstat(self, path: str) -> os.stat_result | None:
+        self.probed.add(path)
         try:
             return self._lstat[path]
         except KeyError:
             pass
-        self.probed.add(path)
         try:
             st = os.lstat(self.prefix + path)
         except (FileNotFoundError, NotADirectoryError):
@@ -89,21 +99,46 @@ class Sysroot:
         """Resolve `path` (absolute, or relative to the in-image `cwd`), following every symlink."""
         if not path.startswith("/"):
             path = posixpath.join(cwd, path)
+        memo = self._lookups.get(path)
+        if memo is None:
+            outer, self.probed = self.probed, set()
+            try:
+                found = self._lookup(path)
+            finally:
+                seen, self.probed = self.probed, outer
+            self._lookups[path] = memo = (found, tuple(seen))
+        self.probed.update(memo[1])
+        return memo[0]
+
+    def _lookup(self, path: str) -> Lookup:
         head, _, name = path.rstrip("/").rpartition("/") if path.rstrip("/") else ("", "", "")
         # Memoise directories: most lookups are many names tried in a few directories.
         if not name:
             return self._walk(path)
-        parent = self._dirs.get(head or "/")
-        if parent is None:
-            parent = self._walk(head or "/")
-            self._dirs[head or "/"] = parent
+        memo = self._dirs.get(head or "/")
+        if memo is None:
+            outer, self.probed = self.probed, set()
+            try:
+                parent = self._walk(head or "/")
+            finally:
+                seen, self.probed = self.probed, outer
+            self._dirs[head or "/"] = memo = (parent, tuple(seen))
+        parent, seen = memo
+        self.probed.update(seen)
         if parent.realpath is None:
             return Lookup(path, None, None, parent.links, parent.dotdot_dirs, parent.error)
         if parent.st is not None and not stat.S_ISDIR(parent.st.st_mode):
             return Lookup(path, None, None, parent.links, parent.dotdot_dirs, "ENOTDIR")
-        rest = self._walk_from(parent.realpath, [name], path, list(parent.links), list(parent.dotdot_dirs),
+        if name not in (".", ".."):
+            # fast path for the common case: one more component that is not a symlink
+            real = parent.realpath.rstrip("/") + "/" + name
+            st = self.lstat(real)
+            if st is None:
+                return Lookup(path, None, None, parent.links, parent.dotdot_dirs, "ENOENT")
+            if not stat.S_ISLNK(st.st_mode):
+                return Lookup(path, real, st, parent.links, parent.dotdot_dirs)
+        return self._walk_from(parent.realpath, [name], path, list(parent.links), list(parent.dotdot_dirs),
                                len(parent.links))
-        return rest
 
     def _walk(self, path: str) -> Lookup:
         return self._walk_from("/", path.split("/"), path, [], [], 0)
