@@ -10,7 +10,9 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import uuid
 from collections import Counter
@@ -64,16 +66,26 @@ def repo() -> str:
 
 @pytest.fixture
 def image_ws(workspace):
-    """A workspace with `//img:bash`: bash plus a file unique to the test, so its top layer is new."""
-    workspace.write("img/stamp", uuid.uuid4().hex + "\n")
-    workspace.write("img/BUILD.toml", """\
+    """A workspace with `//img:bash`: bash plus a file unique to the test, so its top layer is new.
+
+    Its tag (`workspace.tag`) is unique too, so tests running in parallel never load over each other's
+    image; the tag is removed from the engine afterwards.
+    """
+    stamp = uuid.uuid4().hex
+    workspace.tag = f"minibuild-test/img-{stamp[:12]}:latest"
+    workspace.write("img/stamp", stamp + "\n")
+    workspace.write("img/BUILD.toml", f"""\
 [[image]]
 name = "bash"
 binaries = ["/bin/bash"]
 entrypoint = ["/bin/bash"]
-files = [{ src = "stamp", dest = "/stamp", mode = "0644" }]
+files = [{{ src = "stamp", dest = "/stamp", mode = "0644" }}]
+tag = "{workspace.tag}"
 """)
-    return workspace
+    yield workspace
+    docker = shutil.which("docker")
+    if docker:
+        subprocess.run([docker, "rmi", "-f", workspace.tag], capture_output=True)
 
 
 def docker_config(directory: Path, registry: str, user: str, password: str) -> Path:
@@ -142,7 +154,7 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
         def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
@@ -234,7 +246,7 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             finally:
                 conn.close()
 
-        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one  # noqa: N815
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = handle_one
 
     return Handler
 

@@ -36,8 +36,8 @@ def test_load_then_docker_runs_it(image_ws, cli, docker_engine):
     r = cli("load", "//img:bash", "--json", cwd=image_ws.root)
     assert r.returncode == 0, r.stderr
     [image] = r.json()["images"]
-    assert image["tag"] == "img/bash:latest" and image["loaded"] in ("loaded", "already loaded")
-    run = subprocess.run([docker_engine, "run", "--rm", "img/bash:latest", "-c", 'echo "$(</stamp)"'],
+    assert image["tag"] == image_ws.tag and image["loaded"] == "loaded"
+    run = subprocess.run([docker_engine, "run", "--rm", image_ws.tag, "-c", 'echo "$(</stamp)"'],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == (image_ws.root / "img/stamp").read_text().strip()
