@@ -1,0 +1,49 @@
+"""`text_file`: a file whose content is written in BUILD.toml, made by an action defined right here.
+
+    [[text_file]]
+    name = "motd"
+    out = "motd"
+    lines = ["hello", "world"]
+
+The implementation only declares the output and registers the action; the action function
+(`write_text`, below) runs at execution time and is named by "module:function" like the built-in ones.
+`__name__` is the module name minibuild gave this file when it loaded it.
+"""
+
+from __future__ import annotations
+
+from minibuild.rule import Attrs, RuleContext, rule
+from rules.providers import DefaultInfo
+
+
+class TextFileAttrs(Attrs):
+    out: str
+    lines: list[str]
+    upper: bool = False
+
+
+def write_text(run) -> None:
+    text = "".join(line + "\n" for line in run.params["lines"])
+    if run.params["upper"]:
+        text = text.upper()
+    with open(run.outputs[run.params["out"]], "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _text_file_impl(ctx: RuleContext) -> list[object]:
+    a: TextFileAttrs = ctx.attrs  # type: ignore[assignment]
+    out = ctx.actions.declare(a.out)
+    ctx.actions.run(
+        mnemonic="TextFile",
+        function=f"{__name__}:write_text",
+        version=1,
+        params={"out": a.out, "lines": a.lines, "upper": a.upper},
+        inputs=[],
+        outputs=[out],
+        description=f"writing `{a.out}` of `{ctx.label}`",
+    )
+    return [DefaultInfo((out,))]
+
+
+text_file = rule(implementation=_text_file_impl, attrs=TextFileAttrs,
+                 doc="A text file from the `lines` attribute, one line each.")
