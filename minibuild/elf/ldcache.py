@@ -8,7 +8,6 @@ equivalent entry list from its ld.so.conf (with includes) the way ldconfig would
 
 from __future__ import annotations
 
-import glob
 import os
 import struct
 from collections.abc import Callable, Iterable
@@ -202,11 +201,3 @@ def read_conf_dirs(read_text: Callable[[str], str | None], list_glob: Callable[[
 
 def looks_like_dso(name: str) -> bool:
     return (name.startswith("lib") or name.startswith("ld-")) and ".so" in name
-
-
-def host_glob(sysroot: str) -> Callable[[str], list[str]]:
-    def list_glob(pattern: str) -> list[str]:
-        prefix = sysroot.rstrip("/")
-        return [m[len(prefix):] or "/" for m in glob.glob(prefix + pattern)]
-
-    return list_glob

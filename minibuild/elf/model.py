@@ -41,6 +41,7 @@ class PlanEntry:
     reason: str  # why it is there, for humans
     size: int = 0
     via: str | None = None  # in-image path of the object or script whose lookup brought it in
+    xattrs: tuple[tuple[str, bytes], ...] = ()  # extended attributes to keep (`security.capability`)
 
 
 @dataclass(frozen=True)

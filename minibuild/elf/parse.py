@@ -16,8 +16,6 @@ import stat
 import struct
 from dataclasses import dataclass
 
-from elftools.elf.enums import ENUM_E_MACHINE
-
 ELF_MAGIC = b"\x7fELF"
 EHDR_MIN = 64  # glibc's open_verify rejects anything shorter as "file too short"
 
@@ -35,7 +33,16 @@ PN_XNUM = 0xFFFF
 # Dependency kinds, in the order they appear in PT_DYNAMIC (glibc walks l_ld in that order).
 DEP_TAGS = {DT_NEEDED: "needed", DT_AUXILIARY: "auxiliary", DT_FILTER: "filter"}
 
-MACHINE_NAMES = {v: k for k, v in ENUM_E_MACHINE.items() if k.startswith("EM_")}
+_MACHINE_NAMES: dict[int, str] = {}
+
+
+def machine_name(machine: int) -> str:
+    """`EM_X86_64` etc., from pyelftools' table (imported on first use: it costs import time)."""
+    if not _MACHINE_NAMES:
+        from elftools.elf.enums import ENUM_E_MACHINE
+
+        _MACHINE_NAMES.update({v: k for k, v in ENUM_E_MACHINE.items() if k.startswith("EM_")})
+    return _MACHINE_NAMES.get(machine, f"EM_{machine}")
 
 # Bound every loop over attacker-controlled counts; real files stay far below these.
 MAX_DYN_ENTRIES = 1 << 16
@@ -73,7 +80,7 @@ class ElfInfo:
 
     @property
     def machine_name(self) -> str:
-        return MACHINE_NAMES.get(self.machine, f"EM_{self.machine}")
+        return machine_name(self.machine)
 
     @property
     def nodeflib(self) -> bool:

@@ -279,8 +279,9 @@ class _Resolver:
             return
         old = self.entries.get(real)
         if old is None or old.kind == "dir":
-            self.entries[real] = PlanEntry(real, "file", stat.S_IMODE(st.st_mode), None, self.fs.host(real),
-                                           reason, st.st_size, via or look.path)
+            host = self.fs.host(real)
+            self.entries[real] = PlanEntry(real, "file", stat.S_IMODE(st.st_mode), None, host, reason, st.st_size,
+                                           via or look.path, _capabilities(host))
 
     def note_object(self, o: _Obj, proc: _Process | None) -> None:
         if o.path in self.seen_objects:
@@ -316,9 +317,9 @@ class _Resolver:
         return None, dirs
 
     def _glob(self, pattern: str) -> list[str]:
-        head, _, tail = pattern.rpartition("/")
         import fnmatch
 
+        head, _, tail = pattern.rpartition("/")
         out = []
         for name in self.fs.listdir(head or "/"):
             if fnmatch.fnmatchcase(name, tail):
@@ -328,6 +329,11 @@ class _Resolver:
         return out
 
     def finish(self, roots: tuple[str, ...]) -> Closure:
+        cache_only = tuple(dict.fromkeys(self.cache_only))
+        if cache_only:
+            self.warnings.append(
+                f"found only through `/etc/ld.so.cache` (not in a default directory): {', '.join(cache_only)}; "
+                f"the image needs that cache, the libraries in a default directory, or `LD_LIBRARY_PATH` (G15)")
         return Closure(
             roots=roots,
             objects=tuple(self.objects),
@@ -339,7 +345,7 @@ class _Resolver:
             missing=tuple(self.missing),
             interpreters=tuple(self.interpreters),
             scripts=tuple(self.scripts),
-            cache_only=tuple(dict.fromkeys(self.cache_only)),
+            cache_only=cache_only,
         )
 
 
@@ -366,6 +372,7 @@ class _Process:
                 raise ElfError(f"unknown CPU level `{opts.cpu_level}` for {arch.name}",
                                hint=f"glibc-hwcaps levels of this architecture: {levels}") from None
         self.platform = opts.platform or arch.platform
+        self.secure = False
         self.interp_path, self.profile = self._pick_loader(path, info)
         self._sys_path: list[str] | None = None
         self._cache: tuple[ldcache.LdCache | None, list[str] | None] | None = None
@@ -436,6 +443,12 @@ class _Process:
                     o.needed.append((name, target))
         if r.options.check_versions and not self.profile.is_musl:
             self._check_versions()
+        if self.secure:
+            users = [o.path for o in self.objs if "$ORIGIN" in (o.info.runpath or o.info.rpath or "").replace(
+                "${ORIGIN}", "$ORIGIN")]
+            if users:
+                r.warnings.append(f"`{main.path}` runs in secure mode (setuid/setgid/capabilities) for a non-root "
+                                  f"user: `$ORIGIN` is then restricted (G7/G14); used by {', '.join(users)}")
         for o in self.objs:
             r.note_object(o, self)
 
@@ -486,6 +499,7 @@ class _Process:
                 secure = True
             except OSError:
                 pass
+        self.secure = secure
         if not secure:
             return
         if "LD_LIBRARY_PATH" in self.r.env or "LD_PRELOAD" in self.r.env:
@@ -872,8 +886,11 @@ class _Process:
 
     def _check_versions(self) -> None:
         for o in self.objs:
+            if not o.info.verneed:
+                continue
+            mapped = {n: t for n, t in reversed(o.needed) if t is not None}
             for file, versions in o.info.verneed:
-                provider = next((t for n, t in o.needed if n == file and t is not None), None)
+                provider = mapped.get(file)
                 if provider is None:
                     provider = self.by_name.get(file)
                 if provider is None or not provider.info.verdef:
@@ -889,6 +906,14 @@ class _Process:
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def _capabilities(host: str) -> tuple[tuple[str, bytes], ...]:
+    """File capabilities must be copied too (L4): they also put the program in secure mode."""
+    try:
+        return (("security.capability", os.getxattr(host, "security.capability", follow_symlinks=False)),)
+    except OSError:
+        return ()
 
 
 def parse_shebang(head: bytes) -> tuple[str | None, str | None]:

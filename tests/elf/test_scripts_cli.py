@@ -121,3 +121,26 @@ def test_cli_env_and_errors(capsys, scripts):
     assert f"{scripts}/bin/tool" in doc[str(scripts / "via_env")]["files"]
     with pytest.raises(ElfError, match="KEY=VALUE"):
         _run_cli(capsys, "/bin/bash", "--env", "nonsense")
+
+
+def test_capabilities_and_setuid_are_kept(tmp_path):
+    import shutil
+    import struct
+
+    exe = tmp_path / "capped"
+    shutil.copy2(os.path.realpath("/usr/bin/true"), exe)
+    cap = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)  # VFS_CAP_REVISION_2, effective, CAP_NET_RAW
+    try:
+        os.setxattr(exe, "security.capability", cap)
+    except OSError as exc:
+        pytest.skip(f"cannot set file capabilities here: {exc}")
+    closure = resolve([str(exe)], "/", ResolveOptions(env={"LD_LIBRARY_PATH": "/opt"}))
+    entry = next(e for e in closure.entries if e.path == str(exe))
+    assert entry.xattrs == (("security.capability", cap),)
+    assert any("secure mode" in w for w in closure.warnings)
+
+    suid = tmp_path / "suid"
+    shutil.copy2(os.path.realpath("/usr/bin/true"), suid)
+    suid.chmod(0o4755)
+    closure = resolve([str(suid)])
+    assert next(e for e in closure.entries if e.path == str(suid)).mode == 0o4755
