@@ -8,25 +8,25 @@ import os
 import sys
 import time
 
+from minibuild.commands import common
+
 NAME = "build"
 HELP = "build targets (labels or patterns such as //images:bash, //images/..., //...)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("patterns", nargs="+", metavar="LABEL", help="targets to build")
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
-                   help="actions run at once (default: number of cores)")
+    common.add_build_arguments(p)
     p.add_argument("-k", "--keep-going", action="store_true",
                    help="build everything that does not depend on a failure, report all failures at the end")
     p.add_argument("--no-load", action="store_true", help="do not load images into the Docker engine")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
-    p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-file tables")
     p.add_argument("--explain", action="store_true", help="say, for every action that ran, what changed")
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild import daemon, ui
+    from minibuild import ui
     from minibuild.build import build
     from minibuild.errors import InputError
     from minibuild.workspace import Workspace
@@ -43,15 +43,7 @@ def run(args: argparse.Namespace) -> int:
     images = [t for t in result.targets if t.image]
     loaded: dict[str, str] = {}
     if images and not args.no_load:
-        client, why = daemon.connect()
-        if client is None:
-            ui.info(f"not loading images: {why} (the images are in .minibuild/out; use --no-load to skip this)")
-        else:
-            known = daemon.image_ids(client)
-            for t in images:
-                did = daemon.load(client, os.path.join(workspace.root, t.image["tarball"]), t.image["tag"],
-                                  t.image["config_digest"], known)
-                loaded[str(t.label)] = "loaded" if did else "already loaded"
+        loaded = common.load_images(str(workspace.root), images, required=False)
     for w in result.warnings:
         ui.warn(w)
     if args.explain:

@@ -4,75 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+
+from minibuild.commands import common
 
 NAME = "load"
 HELP = "build image targets and load them into the Docker engine"
 
 
-def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    """The build options shared by load, run and push."""
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
-                   help="actions run at once (default: number of cores)")
-    p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("patterns", nargs="+", metavar="LABEL", help="image targets to build and load")
-    add_build_arguments(p)
+    common.add_build_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-
-
-def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bool = False) -> tuple[Any, list[Any]]:
-    """Build `patterns` (no docker load); the Workspace and the image targets (TargetResults) among them.
-
-    InputError if none of the targets is an image.
-    """
-    from minibuild import ui
-    from minibuild.build import build
-    from minibuild.errors import InputError
-    from minibuild.workspace import Workspace
-
-    if args.jobs < 1:
-        raise InputError(f"`--jobs` must be at least 1, got {args.jobs}")
-    workspace = Workspace.find()
-    package = workspace.relative_dir(os.getcwd())
-    progress = ui.Progress(args.plain or quiet)
-    with progress.show():
-        result = build(workspace, list(patterns), package, jobs=args.jobs, on_event=progress.event)
-    for w in result.warnings:
-        ui.warn(w)
-    images = [t for t in result.targets if t.image]
-    if not images:
-        kinds = ", ".join(f"`{t.label}` is a `{t.kind}`" for t in result.targets[:3])
-        raise InputError(f"no image among the targets: {kinds or 'nothing matched'}",
-                         hint="name an `image` target, e.g. `//images:bash`")
-    return workspace, images
-
-
-def load_images(root: str, images: Sequence[Any]) -> dict[str, str]:
-    """Load each image's tarball into the engine; label -> "loaded" | "already loaded"."""
-    from minibuild import daemon
-    from minibuild.errors import EngineError
-
-    client, why = daemon.connect()
-    if client is None:
-        raise EngineError(f"cannot load images: {why}",
-                          hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
-    known = daemon.image_ids(client)
-    loaded = {}
-    for t in images:
-        did = daemon.load(client, os.path.join(root, t.image["tarball"]), t.image["tag"], t.image["config_digest"],
-                          known)
-        loaded[str(t.label)] = "loaded" if did else "already loaded"
-    return loaded
 
 
 def run(args: argparse.Namespace) -> int:
     from minibuild import ui
+    from minibuild.commands.common import build_images, load_images
 
     workspace, images = build_images(args.patterns, args, quiet=args.json)
     loaded = load_images(str(workspace.root), images)

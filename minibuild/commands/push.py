@@ -25,7 +25,7 @@ def _size(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from minibuild.commands.load import add_build_arguments
+    from minibuild.commands.common import add_build_arguments
 
     p.add_argument("label", metavar="LABEL", help="the image target to push")
     p.add_argument("--to", required=True, metavar="REFERENCE",
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from minibuild import ui
-    from minibuild.commands.load import build_images
+    from minibuild.commands.common import build_images
     from minibuild.errors import InputError
     from minibuild.oci import registry
     from minibuild.oci.registry import DEFAULT_CHUNK_SIZE, PushRecord, RegistryClient

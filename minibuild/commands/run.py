@@ -13,7 +13,7 @@ HELP = "build an image target, load it into Docker and run it (`minibuild run //
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from minibuild.commands.load import add_build_arguments
+    from minibuild.commands.common import add_build_arguments
 
     add_build_arguments(p)
     p.add_argument("--docker-arg", action="append", default=[], metavar="ARG",
@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.commands.load import build_images, load_images
+    from minibuild.commands.common import build_images, load_images
     from minibuild.errors import EngineError, InputError
 
     workspace, images = build_images([args.label], args)
