@@ -6,6 +6,8 @@ Honours DOCKER_HOST like the docker CLI. Every failure becomes an EngineError wi
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from minibuild.errors import EngineError
@@ -27,6 +29,19 @@ def connect(timeout: float = 5.0) -> tuple[Any | None, str]:
         return None, f"no Docker engine at `{where}` ({_short(exc)})"
     except Exception as exc:  # noqa: BLE001 - requests/urllib3 errors vary by version
         return None, f"no Docker engine ({_short(exc)})"
+
+
+def connect_in_background(timeout: float = 5.0) -> Callable[[], tuple[Any | None, str]]:
+    """Start connecting (importing the SDK takes ~0.2 s) while the caller builds; call the result to wait."""
+    box: list[tuple[Any | None, str]] = []
+    thread = threading.Thread(target=lambda: box.append(connect(timeout)), name="docker-connect", daemon=True)
+    thread.start()
+
+    def wait() -> tuple[Any | None, str]:
+        thread.join()
+        return box[0] if box else (None, "connecting to the Docker engine failed")
+
+    return wait
 
 
 def _short(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from minibuild.executor import ActionRun
@@ -150,24 +151,25 @@ def write_layers(run: ActionRun) -> None:
         by_group["app" if single else groups.get(path, "app")].append(entry)
     layers = []
     work = os.path.dirname(_only_output(run))
-    for group in _GROUPS:
-        members = by_group[group]
-        if not members:
-            continue
-        tmp = os.path.join(work, f"layer-{group}")
-        layer = write_layer(
-            [LayerEntry(e.path, e.kind, e.mode, source=e.source, data=e.data, target=e.target, origin=e.origin)
-             for e in members],
-            tmp, compression=p["compression"], gzip_level=p["gzip_level"], epoch=p["epoch"],
-        )
-        run.store_blob(tmp, layer.descriptor.digest)
+    def write(group: str) -> Any:
+        entries = [LayerEntry(e.path, e.kind, e.mode, source=e.source, data=e.data, target=e.target, origin=e.origin)
+                   for e in by_group[group]]
+        return write_layer(entries, os.path.join(work, f"layer-{group}"), compression=p["compression"],
+                           gzip_level=p["gzip_level"], epoch=p["epoch"])
+
+    groups_used = [g for g in _GROUPS if by_group[g]]
+    # Compression and hashing release the GIL, so the layers are written side by side.
+    with ThreadPoolExecutor(max_workers=len(groups_used) or 1) as pool:
+        written = list(pool.map(write, groups_used))
+    for group, layer in zip(groups_used, written, strict=True):
+        run.store_blob(os.path.join(work, f"layer-{group}"), layer.descriptor.digest)
         layers.append({
             "digest": layer.descriptor.digest, "size": layer.descriptor.size,
             "media_type": layer.descriptor.media_type, "diff_id": layer.diff_id,
             "uncompressed_size": layer.uncompressed_size, "created_by": _HISTORY[group],
             "files": [{"path": e.path, "kind": e.kind, "size": e.size if e.kind == "file" else 0, "mode": e.mode,
                        "reason": e.reason, **({"target": e.target} if e.target else {}),
-                       **({"digest": e.digest} if e.digest else {})} for e in members],
+                       **({"digest": e.digest} if e.digest else {})} for e in by_group[group]],
         })
     _write_json(_only_output(run), {
         # The whole image, bottom first: a base image's layers included.

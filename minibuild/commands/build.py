@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild import ui
+    from minibuild import daemon, ui
     from minibuild.build import build
     from minibuild.errors import InputError
     from minibuild.workspace import Workspace
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     workspace = Workspace.find()
     package = workspace.relative_dir(os.getcwd())
+    connection = None if args.no_load else daemon.connect_in_background()
     progress = ui.Progress(args.plain or args.json)
     with progress.show():
         result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     images = [t for t in result.targets if t.image]
     loaded: dict[str, str] = {}
     if images and not args.no_load:
-        loaded = common.load_images(str(workspace.root), images, required=False)
+        loaded = common.load_images(str(workspace.root), images, required=False, connection=connection)
     for w in result.warnings:
         ui.warn(w)
     if args.explain:

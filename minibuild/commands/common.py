@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -42,15 +42,17 @@ def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bo
     return workspace, images
 
 
-def load_images(root: str, images: Sequence[Any], *, required: bool = True) -> dict[str, str]:
+def load_images(root: str, images: Sequence[Any], *, required: bool = True,
+                connection: Callable[[], tuple[Any, str]] | None = None) -> dict[str, str]:
     """Load each image's tarball into the engine; label -> "loaded" | "already loaded".
 
     Without a reachable engine: an EngineError when `required`, else one line saying so and nothing loaded.
+    `connection` is a pending `daemon.connect_in_background()`, if the caller started one.
     """
     from minibuild import daemon, ui
     from minibuild.errors import EngineError
 
-    client, why = daemon.connect()
+    client, why = connection() if connection else daemon.connect()
     if client is None:
         if not required:
             ui.info(f"not loading images: {why} (they are in .minibuild/out; --no-load skips this)")
