@@ -157,7 +157,7 @@ class _Resolver:
             return
         self.root_idents.add((st.st_dev, st.st_ino))
         head = self._read_head(path, look)
-        self.plan(look, reason, via)
+        self.plan(look, reason, via, executed=True)
         if head.startswith(b"#!"):
             self.script_stack.add((st.st_dev, st.st_ino))
             try:
@@ -262,7 +262,7 @@ class _Resolver:
 
     # -- the copy plan ---------------------------------------------------------------------------
 
-    def plan(self, look: Lookup, reason: str, via: str | None) -> None:
+    def plan(self, look: Lookup, reason: str, via: str | None, executed: bool = False) -> None:
         """L4: recreate every symlink on the way verbatim, then the file itself."""
         for link in look.links:
             if link.path not in self.entries:
@@ -280,8 +280,9 @@ class _Resolver:
         old = self.entries.get(real)
         if old is None or old.kind == "dir":
             host = self.fs.host(real)
+            # file capabilities only act on a program the kernel executes, so only those are read
             self.entries[real] = PlanEntry(real, "file", stat.S_IMODE(st.st_mode), None, host, reason, st.st_size,
-                                           via or look.path, _capabilities(host))
+                                           via or look.path, _capabilities(host) if executed else ())
 
     def note_object(self, o: _Obj, proc: _Process | None) -> None:
         if o.path in self.seen_objects:
@@ -493,12 +494,8 @@ class _Process:
         st = self.main.look.st
         assert st is not None
         secure = bool(st.st_mode & (stat.S_ISUID | stat.S_ISGID))
-        if not secure:
-            try:
-                os.getxattr(self.fs.host(self.main.realpath), "security.capability")
-                secure = True
-            except OSError:
-                pass
+        entry = self.r.entries.get(self.main.realpath)
+        secure = secure or bool(entry and entry.xattrs)
         self.secure = secure
         if not secure:
             return

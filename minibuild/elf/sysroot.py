@@ -117,12 +117,16 @@ class Sysroot:
             return self._walk(path)
         memo = self._dirs.get(head or "/")
         if memo is None:
+            memo = self._shared_dir(head or "/")
+        if memo is None:
             outer, self.probed = self.probed, set()
             try:
                 parent = self._walk(head or "/")
             finally:
                 seen, self.probed = self.probed, outer
             self._dirs[head or "/"] = memo = (parent, tuple(seen))
+            _SHARED_DIRS[(self.prefix, head or "/")] = (parent, tuple(seen),
+                                                        tuple(_signature(self._lstat.get(p)) for p in seen))
         parent, seen = memo
         self.probed.update(seen)
         if parent.realpath is None:
@@ -139,6 +143,22 @@ class Sysroot:
                 return Lookup(path, real, st, parent.links, parent.dotdot_dirs)
         return self._walk_from(parent.realpath, [name], path, list(parent.links), list(parent.dotdot_dirs),
                                len(parent.links))
+
+    def _shared_dir(self, path: str) -> tuple[Lookup, tuple[str, ...]] | None:
+        """A directory walk memoised process-wide, if every path it looked at is unchanged."""
+        shared = _SHARED_DIRS.get((self.prefix, path))
+        if shared is None:
+            return None
+        found, seen, signatures = shared
+        fresh = {}
+        for p, sig in zip(seen, signatures, strict=True):
+            st = self._lstat[p] if p in self._lstat else _lstat_or_none(self.prefix + p)
+            if _signature(st) != sig:
+                return None
+            fresh[p] = st
+        self._lstat.update(fresh)
+        self._dirs[path] = memo = (found, seen)
+        return memo
 
     def _walk(self, path: str) -> Lookup:
         return self._walk_from("/", path.split("/"), path, [], [], 0)
@@ -213,6 +233,23 @@ class Sysroot:
             return sorted(os.listdir(self.host(found.realpath)))
         except OSError:
             return []
+
+
+# Directory walks shared by every Sysroot of the process, keyed by (sysroot prefix, directory) and
+# re-validated with lstat before use: a symlink cannot change its text without changing its inode
+# or ctime, nor a directory turn into anything else without changing its identity.
+_SHARED_DIRS: dict[tuple[str, str], tuple[Lookup, tuple[str, ...], tuple]] = {}
+
+
+def _signature(st: os.stat_result | None) -> tuple | None:
+    return None if st is None else (st.st_dev, st.st_ino, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _lstat_or_none(host: str) -> os.stat_result | None:
+    try:
+        return os.lstat(host)
+    except OSError:
+        return None
 
 
 def _escapes(cur: str, text: str) -> bool:
