@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,10 +82,12 @@ def build(
         results, failures = executor.run(actions)
     finally:
         stat_cache.save()
-    if failures:
-        raise BuildFailed([(a.owner, e) for a, e in failures])
     requested = set(labels)
-    targets = [_finish(workspace, cache, ct, results) for ct in configured if ct.label in requested]
+    complete = [ct for ct in configured if ct.label in requested and all(a.id in results for a in ct.actions)]
+    targets = [_finish(workspace, cache, ct, results) for ct in complete]
+    if failures:
+        # With --keep-going what did build is in .minibuild/out (above); then every failure is reported.
+        raise BuildFailed([(a.owner, e) for a, e in failures])
     warnings = sorted({f"{r.action.owner}: {w}" for r in results.values() for w in r.warnings})
     return BuildResult(
         targets=targets,
@@ -103,14 +107,38 @@ def _finish(workspace: Workspace, cache: Cache, ct: ConfiguredTarget, results: d
     result = TargetResult(ct.label, ct.target.rule, rebuilt,
                           reasons={r.action.id: r.reason for r in mine if not r.cached})
     outputs = {name: blob for r in mine for name, blob in r.outputs.items()}
-    for name, blob in outputs.items():
-        path = os.path.join(dest, name)
-        if not _same_file(path, cache.blob_path(blob.digest)):
-            cache.materialize(blob.digest, path)
-        result.outputs[name] = os.path.join(rel, name)
-    if any(type(p).__name__ == "ImageInfo" for p in ct.providers):
-        result.image = _write_oci(cache, dest, rel, outputs, ct)
+    os.makedirs(dest, exist_ok=True)
+    # Builds of one workspace may run at once: one writer per target's output directory at a time.
+    with _locked(os.path.join(dest, ".lock")):
+        for name, blob in outputs.items():
+            path = os.path.join(dest, name)
+            if not _up_to_date(path, cache.blob_path(blob.digest), blob.executable):
+                cache.materialize(blob.digest, path, blob.executable)
+            result.outputs[name] = os.path.join(rel, name)
+        if any(type(p).__name__ == "ImageInfo" for p in ct.providers):
+            result.image = _write_oci(cache, dest, rel, outputs, ct)
     return result
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _up_to_date(path: str, blob: str, executable: bool) -> bool:
+    if not executable:
+        return _same_file(path, blob)
+    try:
+        st, bst = os.stat(path), os.stat(blob)
+    except OSError:
+        return False
+    # A copy: trust it when size and mode match and it is not older than the blob.
+    return st.st_size == bst.st_size and st.st_mode & 0o777 == 0o755 and st.st_mtime_ns >= bst.st_mtime_ns
 
 
 def _same_file(a: str, b: str) -> bool:

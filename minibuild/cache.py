@@ -32,6 +32,7 @@ from minibuild.errors import BuildError
 class Blob:
     digest: str
     size: int
+    executable: bool = False  # metadata of an action output, not of the stored bytes
 
 
 def _no_space(exc: OSError, what: str) -> BuildError:
@@ -159,18 +160,26 @@ class Cache:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    def materialize(self, digest: str, dest: str) -> None:
-        """Put a stored blob at `dest` (hard link when possible, else a copy), replacing what is there."""
+    def materialize(self, digest: str, dest: str, executable: bool = False) -> None:
+        """Put a stored blob at `dest`, replacing what is there.
+
+        A hard link shares the store's read-only inode; an executable output is copied instead, since
+        its mode (0755) cannot be given to the shared inode.
+        """
         src = self.blob_path(digest)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         tmp = f"{dest}.tmp{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         try:
-            try:
-                os.link(src, tmp)
-            except OSError:
+            if executable:
                 shutil.copyfile(src, tmp)
+                os.chmod(tmp, 0o755)
+            else:
+                try:
+                    os.link(src, tmp)
+                except OSError:
+                    shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
         except OSError as exc:
             with contextlib.suppress(OSError):

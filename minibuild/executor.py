@@ -204,7 +204,8 @@ class Executor:
                 entry = self._hit(key)  # another process may have built it while we waited
                 if entry is None:
                     return self._execute(action, key, manifest, paths)
-        result = ActionResult(action, key, {k: Blob(v["digest"], v["size"]) for k, v in entry["outputs"].items()},
+        result = ActionResult(action, key, {k: Blob(v["digest"], v["size"], v.get("executable", False))
+                                           for k, v in entry["outputs"].items()},
                               cached=True, blobs=entry.get("blobs", []), warnings=entry.get("warnings", []))
         self.on_event(Event("cached", action, result))
         return result
@@ -226,10 +227,13 @@ class Executor:
             for name, path in outputs.items():
                 if not os.path.isfile(path):
                     raise BuildError(f"{action.description} did not write its declared output `{name}`")
-                stored[name] = self.cache.put_file(path)
+                executable = bool(os.stat(path).st_mode & 0o111)
+                blob = self.cache.put_file(path)
+                stored[name] = Blob(blob.digest, blob.size, executable)
             discovered = {p: self.stat_cache.fingerprint(p) for p in sorted(run.discovered)}
         entry = {
-            "outputs": {k: {"digest": b.digest, "size": b.size} for k, b in stored.items()},
+            "outputs": {k: {"digest": b.digest, "size": b.size, "executable": b.executable}
+                        for k, b in stored.items()},
             "blobs": sorted(set(run.extra_blobs)),
             "discovered": discovered,
             "warnings": run.warnings,

@@ -11,8 +11,10 @@ engine and trusted.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,7 +115,10 @@ class RuleRegistry:
         if root.resolve() not in path.parents or not path.is_file():
             raise InputError(f"cannot load rules from `{rel}`: no such file in the workspace",
                              origin=Origin(file="workspace.toml", attribute="rules.load"))
-        module_name = "minibuild_user_rules." + rel.replace("/", "_").removesuffix(".py").replace(".", "_")
+        # Unique per file (a/b.py and a_b.py must not collide) and stable, so action functions
+        # defined in the file can be named "module:function" and found by the executor.
+        stem = re.sub(r"\W", "_", path.stem)
+        module_name = f"minibuild_user_rules.{stem}_{hashlib.sha256(rel.encode()).hexdigest()[:12]}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)

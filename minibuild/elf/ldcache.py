@@ -84,7 +84,14 @@ class LdCache:
 
 
 def parse_cache(data: bytes) -> LdCache:
-    """Parse the bytes of an ld.so.cache file. Raises CacheFormatError."""
+    """Parse the bytes of an ld.so.cache file. Raises CacheFormatError (and nothing else)."""
+    try:
+        return _parse(data)
+    except (struct.error, IndexError, ValueError) as exc:
+        raise CacheFormatError(f"corrupt: {exc}") from None
+
+
+def _parse(data: bytes) -> LdCache:
     if data.startswith(NEW_MAGIC):
         return _parse_new(data, 0)
     if data.startswith(OLD_MAGIC):

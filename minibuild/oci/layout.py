@@ -149,10 +149,18 @@ def _exchange(a: str, b: str) -> bool:
 
 
 def _swap_in(tmp: str, dest: str) -> None:
-    """Put the finished tree `tmp` at `dest`, replacing an old layout there."""
+    """Put the finished tree `tmp` at `dest`, replacing an old layout there.
+
+    Another process may create `dest` between the check and the rename: then it is replaced like any
+    existing layout.
+    """
     if not os.path.lexists(dest):
-        os.rename(tmp, dest)
-        return
+        try:
+            os.rename(tmp, dest)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
     if not os.path.isdir(dest) or os.path.islink(dest):
         raise BuildError(f"cannot write the OCI layout `{dest}`: it exists and is not a directory")
     if os.listdir(dest) and not os.path.exists(os.path.join(dest, "oci-layout")):

@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.engine.helpers import corrupt_blobs, image_files, out_dir
 
 BINARIES = ["/bin/sh", "/bin/ls", "/bin/cat", "/usr/bin/env"]
@@ -87,8 +85,6 @@ def _write_layouts(base: str, barrier, rounds: int, log: str) -> None:
                 errors.write(f"round {i}: {exc}\n")
 
 
-@pytest.mark.xfail(strict=True, reason="minibuild/oci/layout.py _swap_in: when `dest` does not exist yet, two "
-                   "processes both take the `os.rename(tmp, dest)` branch and the second fails with ENOTEMPTY")
 def test_processes_writing_the_same_layout_at_once(tmp_path):
     """What `minibuild build` does in `_finish` when several builds materialise the same image at once.
 

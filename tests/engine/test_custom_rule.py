@@ -110,9 +110,6 @@ def _impl(ctx):
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="minibuild/rule.py RuleRegistry.load_file names the module "
-                   "`minibuild_user_rules.` + rel with `/` -> `_`, so `tools/a_b.py` and `tools_a/b.py` get the "
-                   "same name: the second replaces the first in sys.modules and runs the first's actions")
 def test_two_rule_files_with_colliding_module_names(workspace, cli):
     workspace.write("workspace.toml", '[workspace]\nname = "t"\n\n[rules]\nload = ["tools/a_b.py", "tools_a/b.py"]\n')
     workspace.write("tools/a_b.py", RULE_FILE.format(word="one"))

@@ -60,9 +60,6 @@ def test_compiled_program_is_in_the_image(hello_ws, cli):
     assert mode & 0o777 == 0o755
 
 
-@pytest.mark.xfail(strict=True, reason="minibuild/cache.py Cache.put_file chmods every blob to 0444 and "
-                   "Cache.materialize hard-links it into .minibuild/out, so an executable genrule output loses "
-                   "its x bit there")
 def test_executable_genrule_output_stays_executable(hello_ws, cli):
     r = cli("build", "//tools:hello", "--no-load", cwd=hello_ws.root)
     assert r.returncode == 0, r.stderr
