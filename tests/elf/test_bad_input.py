@@ -161,3 +161,14 @@ def test_flipped_bytes_never_crash(tmp_path_factory, sample_bytes, flips):
         pass
     assert time.monotonic() - start < TIME_LIMIT
     shutil.rmtree(d)
+
+
+def test_interpreter_of_the_wrong_machine(tmp_path):
+    if not cc.have("aarch64-linux-gnu-gcc"):
+        pytest.skip("no aarch64 compiler")
+    root = tmp_path / "root"
+    cc.executable(root / "bin/armexe", cc="aarch64-linux-gnu-gcc")
+    (root / "lib").mkdir()
+    shutil.copy2(os.path.realpath("/lib64/ld-linux-x86-64.so.2"), root / "lib/ld-linux-aarch64.so.1")
+    err = _expect_error("/bin/armexe", "EM_X86_64.*EM_AARCH64", sysroot=str(root))
+    assert "ld-linux-aarch64.so.1" in err.message

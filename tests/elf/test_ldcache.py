@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minibuild.elf import ResolveOptions, resolve
 from minibuild.elf.ldcache import CacheEntry, CacheFormatError, parse_cache
@@ -163,3 +165,16 @@ def test_sysroot_symlink_escaping_is_an_error(tmp_path):
     (root / "usr/bin/esc").symlink_to("../../../../outside")
     with pytest.raises(ElfError, match="points outside"):
         resolve(["/usr/bin/esc"], str(root))
+
+
+@settings(max_examples=200, deadline=None)
+@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
+       cut=st.integers(0, 10**6))
+def test_corrupt_host_cache_never_crashes(flips, cut):
+    data = bytearray(Path("/etc/ld.so.cache").read_bytes())
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    try:
+        parse_cache(bytes(data[: max(cut, 1)]))
+    except CacheFormatError:
+        pass
