@@ -118,7 +118,7 @@ def glibc_profile(arch: Arch, interp: str | None, loader_bytes: bytes | None, ke
     # $LIB is the loader's first default directory relative to / (Debian: lib/<triplet>,
     # upstream x86_64: lib64): both are the configured slibdir.
     lib = dirs[0].strip("/")
-    legacy = _legacy_subdirs(arch) if version is None or version < (2, 37) else ()
+    legacy = legacy_subdirs(arch) if version is None or version < (2, 37) else ()
     profile = LoaderProfile("glibc", interp, arch, dirs, lib, version, legacy, from_loader)
     if key is not None:
         _PROFILE_CACHE[cache_key] = profile
@@ -140,10 +140,10 @@ def musl_arch_of(interp: str) -> str | None:
     return None
 
 
-def _legacy_subdirs(arch: Arch) -> tuple[str, ...]:
-    # glibc <= 2.36 tries every combination of tls / platform / important hwcaps, most specific
-    # first (as `LD_DEBUG=libs` shows); we model a baseline CPU of the family.
-    parts = ["tls", arch.platform, *arch.legacy_hwcap]
+def legacy_subdirs(arch: Arch, platform: str | None = None) -> tuple[str, ...]:
+    """glibc <= 2.36 tries every combination of tls / platform / important hwcaps, most specific
+    first (as `LD_DEBUG=libs` shows), for a baseline CPU of the family with AT_PLATFORM `platform`."""
+    parts = ["tls", platform or arch.platform, *arch.legacy_hwcap]
     out: list[str] = []
     for mask in itertools.product((True, False), repeat=len(parts)):
         sub = "/".join(p for p, keep in zip(parts, mask, strict=True) if keep)

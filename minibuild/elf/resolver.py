@@ -32,6 +32,7 @@ from minibuild.elf.profile import (
     cached_profile,
     glibc_profile,
     hwcaps_supported,
+    legacy_subdirs,
     musl_arch_of,
     musl_profile,
 )
@@ -376,6 +377,7 @@ class _Process:
         self.secure = False
         self.interp_path, self.profile = self._pick_loader(path, info)
         self._sys_path: list[str] | None = None
+        self._subdir_list: list[str] | None = None
         self._cache: tuple[ldcache.LdCache | None, list[str] | None] | None = None
 
     # -- setup -------------------------------------------------------------------------------------
@@ -667,9 +669,13 @@ class _Process:
         return out
 
     def _subdirs(self) -> list[str]:
-        subs = [f"glibc-hwcaps/{s}" for s in (self.supported or ())]
-        subs += list(self.profile.legacy_subdirs)
-        return subs
+        """G8: the subdirectories tried in every search directory before the directory itself."""
+        if self._subdir_list is None:
+            subs = [f"glibc-hwcaps/{s}" for s in (self.supported or ())]
+            if self.profile.legacy_subdirs:
+                subs += list(legacy_subdirs(self.arch, self.platform))
+            self._subdir_list = subs
+        return self._subdir_list
 
     def _search_dirs(self, dirs: list[str], name: str, req: _Obj, kind: str, label: str,
                      search: _Search) -> _Obj | None:

@@ -101,12 +101,15 @@ class Sysroot:
             path = posixpath.join(cwd, path)
         memo = self._lookups.get(path)
         if memo is None:
+            memo = self._shared(_SHARED_LOOKUPS, path, self._lookups)
+        if memo is None:
             outer, self.probed = self.probed, set()
             try:
                 found = self._lookup(path)
             finally:
                 seen, self.probed = self.probed, outer
             self._lookups[path] = memo = (found, tuple(seen))
+            _SHARED_LOOKUPS[(self.prefix, path)] = (found, memo[1], self._signatures(memo[1]))
         self.probed.update(memo[1])
         return memo[0]
 
@@ -117,7 +120,7 @@ class Sysroot:
             return self._walk(path)
         memo = self._dirs.get(head or "/")
         if memo is None:
-            memo = self._shared_dir(head or "/")
+            memo = self._shared(_SHARED_DIRS, head or "/", self._dirs)
         if memo is None:
             outer, self.probed = self.probed, set()
             try:
@@ -125,8 +128,7 @@ class Sysroot:
             finally:
                 seen, self.probed = self.probed, outer
             self._dirs[head or "/"] = memo = (parent, tuple(seen))
-            _SHARED_DIRS[(self.prefix, head or "/")] = (parent, tuple(seen),
-                                                        tuple(_signature(self._lstat.get(p)) for p in seen))
+            _SHARED_DIRS[(self.prefix, head or "/")] = (parent, memo[1], self._signatures(memo[1]))
         parent, seen = memo
         self.probed.update(seen)
         if parent.realpath is None:
@@ -144,9 +146,12 @@ class Sysroot:
         return self._walk_from(parent.realpath, [name], path, list(parent.links), list(parent.dotdot_dirs),
                                len(parent.links))
 
-    def _shared_dir(self, path: str) -> tuple[Lookup, tuple[str, ...]] | None:
-        """A directory walk memoised process-wide, if every path it looked at is unchanged."""
-        shared = _SHARED_DIRS.get((self.prefix, path))
+    def _signatures(self, seen: tuple[str, ...]) -> tuple:
+        return tuple(_signature(self._lstat.get(p)) for p in seen)
+
+    def _shared(self, shared_memo: dict, path: str, local_memo: dict) -> tuple[Lookup, tuple[str, ...]] | None:
+        """A lookup memoised process-wide, if every path it looked at is unchanged (one lstat each)."""
+        shared = shared_memo.get((self.prefix, path))
         if shared is None:
             return None
         found, seen, signatures = shared
@@ -157,7 +162,7 @@ class Sysroot:
                 return None
             fresh[p] = st
         self._lstat.update(fresh)
-        self._dirs[path] = memo = (found, seen)
+        local_memo[path] = memo = (found, seen)
         return memo
 
     def _walk(self, path: str) -> Lookup:
@@ -235,10 +240,12 @@ class Sysroot:
             return []
 
 
-# Directory walks shared by every Sysroot of the process, keyed by (sysroot prefix, directory) and
-# re-validated with lstat before use: a symlink cannot change its text without changing its inode
-# or ctime, nor a directory turn into anything else without changing its identity.
+# Lookups shared by every Sysroot of the process, keyed by (sysroot prefix, path), re-validated
+# before use with one lstat per path they looked at (a Lookup depends on nothing else): a symlink
+# cannot change its text without changing its inode or ctime, nor a directory turn into anything
+# else without changing its identity. This is what makes repeated one-shot resolve() calls cheap.
 _SHARED_DIRS: dict[tuple[str, str], tuple[Lookup, tuple[str, ...], tuple]] = {}
+_SHARED_LOOKUPS: dict[tuple[str, str], tuple[Lookup, tuple[str, ...], tuple]] = {}
 
 
 def _signature(st: os.stat_result | None) -> tuple | None:

@@ -332,3 +332,28 @@ def test_relative_search_dir_is_relative_to_workdir(built):
     case = built("runpath_cwd")
     closure = _resolve(case)
     assert f"{case.cwd}/libcwd.so" in {e.path for e in closure.entries}
+
+
+def test_repeated_resolves_see_changes(tmp_path):
+    """Lookups are shared between resolve() calls; they must notice a changed file system."""
+    b = cc.shared(tmp_path / "B/libch.so", soname="libch.so")
+    main = cc.executable(tmp_path / "main", deps=(b,), runpath=f"{tmp_path}/A:{tmp_path}/B")
+    first = resolve([str(main)])
+    assert dict(first.objects[0].needed)["libch.so"] == f"{tmp_path}/B/libch.so"
+    assert f"{tmp_path}/A" in first.probed  # the engine re-checks this path to invalidate its cache
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A/libch.so").write_bytes(b.read_bytes())
+    second = resolve([str(main)])
+    assert dict(second.objects[0].needed)["libch.so"] == f"{tmp_path}/A/libch.so"
+    assert f"{tmp_path}/A/libch.so" in second.probed
+    # retarget a symlink on the way: same path string, other file
+    (tmp_path / "T1").mkdir()
+    (tmp_path / "T2").mkdir()
+    for d in ("T1", "T2"):
+        (tmp_path / d / "libch.so").write_bytes(b.read_bytes())
+    (tmp_path / "A/libch.so").unlink()
+    (tmp_path / "A/libch.so").symlink_to("../T1/libch.so")
+    assert resolve([str(main)]).objects[2].realpath == f"{tmp_path}/T1/libch.so"
+    (tmp_path / "tmp-link").symlink_to("../T2/libch.so")
+    os.replace(tmp_path / "tmp-link", tmp_path / "A/libch.so")
+    assert resolve([str(main)]).objects[2].realpath == f"{tmp_path}/T2/libch.so"
