@@ -70,7 +70,7 @@ class Action:
     description: str
     discovers_inputs: bool = False
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         """Stable across builds: the owner and the first output name it writes."""
         return f"{self.owner}#{self.mnemonic}:{self.outputs[0].name if self.outputs else ''}"

@@ -159,6 +159,12 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: C
             return json.loads(f.read())
 
     info = next(p for p in ct.providers if type(p).__name__ == "ImageInfo")
+    top = outputs[info.index.name if info.index is not None else info.primary.manifest.name]
+    oci_dir = os.path.join(dest, "oci")
+    summary_path = os.path.join(dest, "summary.json")
+    summary = _read_summary(summary_path, top.digest)
+    if summary is not None and _layout_is(os.path.join(oci_dir, "index.json"), top.digest):
+        return summary  # nothing changed since the last build wrote this target
     blobs: dict[str, str | bytes] = {}
     described = []
     for image in info.platforms:
@@ -169,20 +175,17 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: C
             blobs[outputs[art.name].digest] = cache.blob_path(outputs[art.name].digest)
         described.append((image, layers, read(image.config).get("architecture")))
     if info.index is not None:
-        top = outputs[info.index.name]
         blobs[top.digest] = cache.blob_path(top.digest)
         root = Descriptor(MEDIA_TYPE_INDEX, top.digest, top.size)
     else:
-        top = outputs[info.primary.manifest.name]
         root = Descriptor(MEDIA_TYPE_MANIFEST, top.digest, top.size)
-    oci_dir = os.path.join(dest, "oci")
     if not _layout_is(os.path.join(oci_dir, "index.json"), top.digest):
         write_layout(oci_dir, blobs, [root], ref_name=info.tag)
     # The tarball holds the host's platform when there is one (as write_index chose), else the first.
     loaded = next((d for d in described if d[2] == host_architecture()), described[0])
     image, layers, _ = described[0]
     files = image_files(layers)
-    return {
+    summary = {
         "tag": info.tag,
         "digest": top.digest,
         "config_digest": outputs[loaded[0].config.name].digest,
@@ -197,6 +200,19 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: C
         "tarball": os.path.join(rel, "image.tar"),
         "warnings": layers.get("warnings", []),
     }
+    with open(summary_path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(summary, f)
+    os.replace(summary_path + ".tmp", summary_path)
+    return summary
+
+
+def _read_summary(path: str, digest: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and summary.get("digest") == digest else None
 
 
 def _layout_is(index_path: str, manifest_digest: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -97,7 +96,7 @@ class Executor:
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
         self.on_event = on_event or (lambda e: None)
-        self._lock = threading.Lock()
+        self._fingerprints: dict[str, str] = {}
 
     def run(self, actions: Sequence[Action]) -> tuple[dict[str, ActionResult], list[tuple[Action, BaseException]]]:
         """Run every action; returns results by action id and the failures (non-empty only with keep_going)."""
@@ -125,27 +124,44 @@ class Executor:
                     self.on_event(Event("skipped", d))
                     block(d)
 
+        def fail(a: Action, exc: BaseException) -> None:
+            failures.append((a, exc))
+            self.on_event(Event("failed", a, error=exc))
+            block(a)
+
+        def settle(a: Action, result: ActionResult) -> None:
+            results[a.id] = result
+            for d in dependents[a.id]:
+                pending[d.id] -= 1
+                if pending[d.id] == 0 and d.id not in blocked:
+                    ready.append(d)
+
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="minibuild") as pool:
             while ready or running:
                 while ready and (self.keep_going or not failures):
                     a = ready.pop(0)
-                    running[pool.submit(self._run_one, a, producer, results)] = a
+                    # Cache hits are settled here, without a round trip through the pool: on a no-op
+                    # build that is every action.
+                    try:
+                        checked = self._check(a, producer, results)
+                    except BaseException as exc:  # noqa: BLE001 - reported, then re-raised by the caller
+                        fail(a, exc)
+                        continue
+                    if isinstance(checked, ActionResult):
+                        settle(a, checked)
+                    else:
+                        running[pool.submit(self._run_missing, a, *checked)] = a
+                if failures and not self.keep_going:
+                    ready.clear()
                 if not running:
-                    break
+                    continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     a = running.pop(fut)
                     try:
-                        results[a.id] = fut.result()
+                        settle(a, fut.result())
                     except BaseException as exc:  # noqa: BLE001 - reported, then re-raised by the caller
-                        failures.append((a, exc))
-                        self.on_event(Event("failed", a, error=exc))
-                        block(a)
-                        continue
-                    for d in dependents[a.id]:
-                        pending[d.id] -= 1
-                        if pending[d.id] == 0 and d.id not in blocked:
-                            ready.append(d)
+                        fail(a, exc)
                 if failures and not self.keep_going:
                     ready.clear()
         return results, failures
@@ -181,34 +197,50 @@ class Executor:
         except OSError as exc:
             raise InputError(f"cannot read source `{art.path}` of `{action.owner}`: {exc.strerror}") from None
 
+    def _fingerprint(self, path: str) -> str:
+        """A discovered input's fingerprint, checked once per build however many actions share it."""
+        fp = self._fingerprints.get(path)
+        if fp is None:
+            fp = self.stat_cache.fingerprint(path)
+            self._fingerprints[path] = fp
+        return fp
+
     def _hit(self, key: str) -> dict[str, Any] | None:
         entry = self.cache.get_action(key)
         if entry is None:
             return None
         for path, fp in entry.get("discovered", {}).items():
             try:
-                if self.stat_cache.fingerprint(path) != fp:
+                if self._fingerprint(path) != fp:
                     return None
             except OSError:
                 return None
         return entry
 
-    def _run_one(self, action: Action, producer: dict[str, Action],
-                 results: dict[str, ActionResult]) -> ActionResult:
+    def _cached(self, action: Action, key: str, entry: dict[str, Any]) -> ActionResult:
+        outputs = {k: Blob(v["digest"], v["size"], v.get("executable", False)) for k, v in entry["outputs"].items()}
+        result = ActionResult(action, key, outputs, cached=True, blobs=entry.get("blobs", []),
+                              warnings=entry.get("warnings", []))
+        self.on_event(Event("cached", action, result))
+        return result
+
+    def _check(self, action: Action, producer: dict[str, Action], results: dict[str, ActionResult],
+               ) -> ActionResult | tuple[str, dict[str, Any], dict[str, str]]:
+        """The cached result, or what running the action needs: its key, key manifest and input paths."""
         digests, paths = self._input_digests(action, results, producer)
         manifest = action.key_manifest(digests)
         key = action_key(manifest)
         entry = self._hit(key)
-        if entry is None:
-            with self.cache.lock(key):
-                entry = self._hit(key)  # another process may have built it while we waited
-                if entry is None:
-                    return self._execute(action, key, manifest, paths)
-        result = ActionResult(action, key, {k: Blob(v["digest"], v["size"], v.get("executable", False))
-                                           for k, v in entry["outputs"].items()},
-                              cached=True, blobs=entry.get("blobs", []), warnings=entry.get("warnings", []))
-        self.on_event(Event("cached", action, result))
-        return result
+        if entry is not None:
+            return self._cached(action, key, entry)
+        return key, manifest, paths
+
+    def _run_missing(self, action: Action, key: str, manifest: dict[str, Any], paths: dict[str, str]) -> ActionResult:
+        with self.cache.lock(key):
+            entry = self._hit(key)  # another process may have built it while we waited
+            if entry is not None:
+                return self._cached(action, key, entry)
+            return self._execute(action, key, manifest, paths)
 
     def _execute(self, action: Action, key: str, manifest: dict[str, Any], paths: dict[str, str]) -> ActionResult:
         reason = explain(self.cache.last_manifest(action.id), manifest)
@@ -231,6 +263,7 @@ class Executor:
                 blob = self.cache.put_file(path)
                 stored[name] = Blob(blob.digest, blob.size, executable)
             discovered = {p: self.stat_cache.fingerprint(p) for p in sorted(run.discovered)}
+            self._fingerprints.update(discovered)
         entry = {
             "outputs": {k: {"digest": b.digest, "size": b.size, "executable": b.executable}
                         for k, b in stored.items()},
