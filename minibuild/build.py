@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from minibuild.analysis import Analysis, ConfiguredTarget
+from minibuild import analysis_cache
+from minibuild.analysis_cache import AnalysedTarget
 from minibuild.cache import Cache
 from minibuild.digest import StatCache
 from minibuild.errors import MinibuildError
@@ -71,11 +72,20 @@ def build(
     keep_going: bool = False,
     on_event: Callable[[Event], None] | None = None,
 ) -> BuildResult:
-    analysis = Analysis(workspace)
-    labels = analysis.expand(patterns, package)
-    configured = analysis.analyse(labels)
-    actions = [a for ct in configured for a in ct.actions]
     cache, stat_cache = open_cache(workspace)
+    stored = analysis_cache.load(workspace, patterns, package, stat_cache)
+    if stored is not None:
+        labels, configured = stored
+    else:
+        from minibuild.analysis import Analysis
+
+        analysis = Analysis(workspace)
+        labels = analysis.expand(patterns, package)
+        configured = [AnalysedTarget(ct.label, ct.target.rule, tuple(ct.actions), tuple(ct.providers))
+                      for ct in analysis.analyse(labels)]
+        analysis_cache.save(workspace, patterns, package, stat_cache, labels, configured,
+                            analysis.registry.user_modules)
+    actions = [a for ct in configured for a in ct.actions]
     executor = Executor(str(workspace.root), cache, stat_cache, jobs=jobs, keep_going=keep_going,
                         on_event=on_event)
     try:
@@ -98,13 +108,13 @@ def build(
     )
 
 
-def _finish(workspace: Workspace, cache: Cache, ct: ConfiguredTarget, results: dict[str, ActionResult]) -> TargetResult:
+def _finish(workspace: Workspace, cache: Cache, ct: AnalysedTarget, results: dict[str, ActionResult]) -> TargetResult:
     """Materialise a target's outputs under .minibuild/out and describe them."""
     mine = [results[a.id] for a in ct.actions]
     rebuilt = any(not r.cached for r in mine)
     dest = out_dir(workspace, ct.label)
     rel = os.path.relpath(dest, workspace.root)
-    result = TargetResult(ct.label, ct.target.rule, rebuilt,
+    result = TargetResult(ct.label, ct.rule, rebuilt,
                           reasons={r.action.id: r.reason for r in mine if not r.cached})
     outputs = {name: blob for r in mine for name, blob in r.outputs.items()}
     os.makedirs(dest, exist_ok=True)
@@ -148,7 +158,7 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: ConfiguredTarget) -> dict[str, Any]:
+def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: AnalysedTarget) -> dict[str, Any]:
     """Write the OCI layout of an image target from stored blobs, and describe the image for reports."""
     from minibuild.image_actions import host_architecture, image_files
     from minibuild.oci.layout import write_layout

@@ -88,12 +88,29 @@ def deps_of(value: Any, path: str = "") -> Iterator[tuple[str, Dep]]:
             yield from deps_of(item, f"{path}.{k}")
 
 
+def import_rule_file(path: str, module_name: str) -> Any:
+    """Import a workspace's rule file under `module_name`, so its action functions can be found by name."""
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
 class RuleRegistry:
     """Rule kinds by name: the built-in ones and those a workspace loads with `[rules] load`."""
 
     def __init__(self) -> None:
         self.rules: dict[str, Rule] = {}
         self.sources: dict[str, str] = {}
+        self.user_modules: dict[str, str] = {}  # module name -> file, for rules loaded from the workspace
 
     def add_module(self, module: Any, source: str) -> None:
         for name, value in vars(module).items():
@@ -119,16 +136,13 @@ class RuleRegistry:
         # defined in the file can be named "module:function" and found by the executor.
         stem = re.sub(r"\W", "_", path.stem)
         module_name = f"minibuild_user_rules.{stem}_{hashlib.sha256(rel.encode()).hexdigest()[:12]}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
         try:
-            spec.loader.exec_module(module)
+            module = import_rule_file(str(path), module_name)
         except Exception as exc:  # a user's file: report it as bad input, not as our crash
             raise InputError(f"loading rules from `{rel}` failed: {type(exc).__name__}: {exc}",
                              origin=Origin(file="workspace.toml", attribute="rules.load")) from None
         self.add_module(module, rel)
+        self.user_modules[module_name] = str(path)
 
     def get(self, name: str, origin: Origin) -> Rule:
         if name not in self.rules:

@@ -13,40 +13,20 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from minibuild.errors import InputError, Origin
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from minibuild.workspace_config import WorkspaceConfig
 from minibuild.label import Label, Pattern
 
 WORKSPACE_FILE = "workspace.toml"
 BUILD_FILE = "BUILD.toml"
 STATE_DIR = ".minibuild"
 _SKIP_DIRS = {".git", ".hg", ".svn", STATE_DIR, ".venv", "node_modules", "__pycache__"}
-
-
-class PlatformConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    sysroot: str
-
-
-class WorkspaceSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = "workspace"
-    sysroot: str = "/"
-
-
-class RulesSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    load: tuple[str, ...] = ()
-
-
-class WorkspaceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    workspace: WorkspaceSection = WorkspaceSection()
-    platforms: dict[str, PlatformConfig] = {}
-    rules: RulesSection = RulesSection()
 
 
 @dataclass(frozen=True)
@@ -135,14 +115,31 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        raw = parse_toml(root / WORKSPACE_FILE, root)
-        try:
-            self.config = WorkspaceConfig.model_validate(raw)
-        except ValidationError as exc:
-            path, message, hint = format_validation_error(exc, list(WorkspaceConfig.model_fields))
-            raise InputError(message, origin=Origin(file=WORKSPACE_FILE), hint=hint) from None
+        if not (root / WORKSPACE_FILE).is_file():
+            raise InputError(f"`{root}` holds no `{WORKSPACE_FILE}`", hint="create one with `minibuild init`")
         self.state_dir = root / STATE_DIR
         self._packages: dict[str, dict[str, Target]] = {}
+        self._config: WorkspaceConfig | None = None
+
+    @property
+    def config(self) -> WorkspaceConfig:
+        """workspace.toml, validated on first use (a no-op build never needs it)."""
+        if self._config is None:
+            from pydantic import ValidationError
+
+            from minibuild.workspace_config import WorkspaceConfig
+
+            raw = parse_toml(self.root / WORKSPACE_FILE, self.root)
+            try:
+                self._config = WorkspaceConfig.model_validate(raw)
+            except ValidationError as exc:
+                path, message, hint = format_validation_error(exc, list(WorkspaceConfig.model_fields))
+                raise InputError(message, origin=Origin(file=WORKSPACE_FILE), hint=hint) from None
+        return self._config
+
+    @property
+    def loaded_packages(self) -> list[str]:
+        return sorted(self._packages)
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] | None = None) -> Workspace:
