@@ -2,8 +2,8 @@
 
 Each contestant runs as one child process (minibuild: one Python process resolving every file;
 ldd: one `ldd` call per file from a shell loop; lddtree: one process given every file) and is
-measured with wait4(): wall time, CPU time (user+sys, children included) and peak RSS. Several runs;
-medians are printed with the ratios.
+measured with wait4(): wall time, CPU time (user+sys, children included) and peak RSS. One untimed
+warm-up round, then several runs, interleaved; medians are printed with the ratios.
 
     python benchmarks/closure.py [--runs 5] [--dirs /usr/bin /usr/sbin]
 """
@@ -70,8 +70,14 @@ def measure(argv: list[str]) -> tuple[float, float, int, str]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, text
 
 
+_PYCACHE = tempfile.mkdtemp(prefix="closure-bench-pycache-")
+
+
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
+    # Python contestants run as installed programs do: with compiled bytecode (kept out of the
+    # source tree), whatever PYTHONDONTWRITEBYTECODE the calling shell has.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LD_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = _PYCACHE
     return env
 
 
@@ -112,6 +118,8 @@ def main() -> int:
     print(f"{len(paths)} ELF executables in {' '.join(args.dirs)}; {args.runs} runs each; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
+    for argv in contestants.values():  # warm-up, untimed: page cache and bytecode for everyone
+        measure(argv)
     results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in contestants}
     for _ in range(args.runs):
         for name, argv in contestants.items():  # interleaved, so load spikes hit every contestant
@@ -121,6 +129,7 @@ def main() -> int:
                 ok, failed = out.split()[:2]
                 contestants_note[name] = f"{ok} resolved, {failed} refused"
     os.unlink(listfile)
+    shutil.rmtree(_PYCACHE, ignore_errors=True)
 
     med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
                   max(r[2] for r in rs)) for name, rs in results.items()}
