@@ -547,7 +547,15 @@ class _Process:
     def _not_found(self, name: str, req: _Obj, kind: str, search: _Search) -> None:
         if kind == "auxiliary":
             return None  # an absent auxiliary filtee is ignored by the loader
-        causes = tuple(search.steps + search.skipped)
+        notes = []
+        main = self.main
+        if not self.profile.is_musl and req is not main and "/" not in name:
+            if main.info.runpath and req.info.runpath is None:
+                notes.append(f"RUNPATH of `{main.path}` not searched: DT_RUNPATH only serves the object's own "
+                             f"DT_NEEDED, it is not inherited")
+            if main.info.rpath and main.info.runpath is None and req.info.runpath is not None:
+                notes.append(f"RPATH of `{main.path}` not searched: `{req.path}` has DT_RUNPATH")
+        causes = tuple(search.steps + search.skipped + notes)
         msg = f"`{name}` (needed by `{req.path}`) not found in sysroot `{self.fs.root}`"
         if self.r.options.allow_missing:
             self.r.missing.append((req.path, name))
