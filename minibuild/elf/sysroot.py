@@ -57,6 +57,7 @@ class Sysroot:
         self._readlink: dict[str, str] = {}
         self._dirs: dict[str, tuple[Lookup, tuple[str, ...]]] = {}  # dir -> (lookup, paths it probed)
         self._lookups: dict[str, tuple[Lookup, tuple[str, ...]]] = {}  # path -> (lookup, paths it probed)
+        self._sigs: dict[str, tuple | None] = {}  # path -> _signature of its current lstat
 
     def host(self, path: str) -> str:
         """The host path of an in-image *real* path (no symlinks left in it)."""
@@ -155,13 +156,17 @@ class Sysroot:
         if shared is None:
             return None
         found, seen, signatures = shared
-        fresh = {}
+        current, lstats = self._sigs, self._lstat
         for p, sig in zip(seen, signatures, strict=True):
-            st = self._lstat[p] if p in self._lstat else _lstat_or_none(self.prefix + p)
-            if _signature(st) != sig:
+            cur = current.get(p, _UNKNOWN)
+            if cur is _UNKNOWN:
+                if p in lstats:
+                    st = lstats[p]
+                else:
+                    st = lstats[p] = _lstat_or_none(self.prefix + p)  # a real, current result either way
+                cur = current[p] = _signature(st)
+            if cur != sig:
                 return None
-            fresh[p] = st
-        self._lstat.update(fresh)
         local_memo[path] = memo = (found, seen)
         return memo
 
@@ -246,6 +251,9 @@ class Sysroot:
 # else without changing its identity. This is what makes repeated one-shot resolve() calls cheap.
 _SHARED_DIRS: dict[tuple[str, str], tuple[Lookup, tuple[str, ...], tuple]] = {}
 _SHARED_LOOKUPS: dict[tuple[str, str], tuple[Lookup, tuple[str, ...], tuple]] = {}
+
+
+_UNKNOWN = object()
 
 
 def _signature(st: os.stat_result | None) -> tuple | None:
