@@ -167,7 +167,26 @@ def _version_mismatch(d: Path) -> Case:
     return Case(str(main))
 
 
+def _ld_preload(d: Path) -> Case:
+    pre = cc.shared(d / "P/libpre.so", soname="libpre.so")
+    dep = cc.shared(d / "E/libpdep.so", soname="libpdep.so")
+    cc.patchelf("--add-needed", "libpdep.so", str(pre))
+    cc.patchelf("--set-rpath", f"{d}/E", str(pre))
+    return Case(str(cc.executable(d / "main", deps=(dep,), runpath=f"{d}/E")),
+                env={"LD_PRELOAD": f"{d}/P/libpre.so"})
+
+
+def _identity_dedup(d: Path) -> Case:
+    lib = cc.shared(d / "A/libid.so.1", soname="libid.so.1")
+    (d / "A/libid-alias.so").symlink_to("libid.so.1")
+    main = cc.executable(d / "main", deps=(lib,), runpath=f"{d}/A")
+    cc.patchelf("--add-needed", "libid-alias.so", str(main))
+    return Case(str(main))
+
+
 FIXTURES: dict[str, Callable[[Path], Case]] = {
+    "ld_preload": _ld_preload,
+    "identity_dedup": _identity_dedup,
     "rpath_inherit": _rpath_inherit,
     "rpath_chain": _rpath_chain,
     "runpath_noinherit": _runpath_noinherit,
@@ -194,6 +213,8 @@ FIXTURES: dict[str, Callable[[Path], Case]] = {
 # What each fixture is there to show, checked on the loader's own output so that a fixture that
 # silently lost its point (a linker flag ignored, say) fails instead of passing vacuously.
 POINT: dict[str, Callable[[oracle.Trace], bool]] = {
+    "ld_preload": lambda t: any(b.endswith("/P/libpre.so") for b in t.bare) and "libpdep.so" in t.needed,
+    "identity_dedup": lambda t: ("libid.so.1" in t.needed) != ("libid-alias.so" in t.needed),  # loaded once
     "rpath_inherit": lambda t: t.needed["libb.so"].endswith("/B/libb.so"),
     "rpath_chain": lambda t: t.needed["libcx.so"].endswith("/C/libcx.so"),
     "runpath_noinherit": lambda t: t.needed["libb.so"] is None,
