@@ -28,7 +28,7 @@ from minibuild.digest import canonical_json
 from minibuild.errors import InputError, Origin
 from minibuild.label import Label
 
-BUILTIN_RULE_MODULES = ("rules.image", "rules.files", "rules.genrule")
+BUILTIN_RULE_MODULES = ("rules.image", "rules.files", "rules.genrule", "rules.image_test")
 
 
 

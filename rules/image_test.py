@@ -1,0 +1,138 @@
+"""`image_test`: checks run in a built image by `minibuild test`, in the style of container-structure-test.
+
+    [[image_test]]
+    name = "bash_test"
+    image = ":bash"
+    commands = [{ args = ["-c", "echo ok"], stdout = "^ok$" }]
+    files = [{ path = "/etc/passwd", mode = "0644", contains = "^root:" }]
+    metadata = { entrypoint = ["/bin/bash"], env = { PATH = "/bin:/usr/bin" } }
+
+Analysis only records what to check: the rule registers no action, and nothing runs a container until
+`minibuild test` does. Regexes are compiled here, so a bad one is an error naming its attribute before
+anything is built.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, field_validator, model_validator
+
+from minibuild.errors import InputError
+from minibuild.label import Label
+from minibuild.rule import Attrs, LabelAttr, RuleContext, rule
+from rules.common import Mode, image_path
+from rules.providers import ImageInfo
+from rules.test_providers import CommandCheck, FileCheck, ImageTestInfo, MetadataCheck
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression `{value}`: {exc}") from None
+    return value
+
+
+# A Python regular expression, searched line by line (re.MULTILINE); "" means "must be empty".
+Regex = Annotated[str, AfterValidator(_check_regex)]
+
+
+class CommandSpec(Attrs):
+    name: str = ""
+    args: list[str] = []
+    entrypoint: list[str] | None = None
+    env: dict[str, str] = {}
+    exit_code: int = 0
+    stdout: Regex | None = None
+    stderr: Regex | None = None
+    timeout: float = 60.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("timeout is a positive number of seconds")
+        return v
+
+
+class FileSpec(Attrs):
+    path: str
+    exists: bool = True
+    mode: Mode | None = None
+    contains: Regex | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return image_path(v, "path")
+
+    @model_validator(mode="after")
+    def _absent(self) -> FileSpec:
+        if not self.exists and (self.mode is not None or self.contains is not None):
+            raise ValueError("a path expected not to exist (`exists = false`) cannot have `mode` or `contains`")
+        return self
+
+
+class MetadataSpec(Attrs):
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    user: str | None = None
+    env: dict[str, str] | None = None
+    workdir: str | None = None
+    labels: dict[str, str] | None = None
+
+
+class ImageTestAttrs(Attrs):
+    image: LabelAttr
+    commands: list[CommandSpec] = []
+    files: list[FileSpec] = []
+    metadata: MetadataSpec | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ImageTestAttrs:
+        if not self.commands and not self.files and self.metadata is None:
+            raise ValueError("an image_test needs at least one of `commands`, `files` or `metadata`")
+        return self
+
+
+def _image_test_impl(ctx: RuleContext) -> list[object]:
+    a: ImageTestAttrs = ctx.attrs  # type: ignore[assignment]
+    try:
+        image = ctx.provider(a.image, ImageInfo)
+    except InputError:
+        raise ctx.fail(f"`{a.image}` is not an image, so `{ctx.label}` cannot test it", "image",
+                       hint="`image` names an `image` target, e.g. `:bash`") from None
+    image_label = str(Label.parse(a.image, ctx.label.package))
+    commands = tuple(
+        CommandCheck(
+            name=c.name,
+            args=tuple(c.args),
+            entrypoint=tuple(c.entrypoint) if c.entrypoint is not None else None,
+            env=tuple(sorted(c.env.items())),
+            exit_code=c.exit_code,
+            stdout=c.stdout,
+            stderr=c.stderr,
+            timeout=c.timeout,
+        )
+        for c in a.commands
+    )
+    files = tuple(FileCheck(f.path, f.exists, f.mode, f.contains) for f in a.files)
+    m = a.metadata
+    metadata = None if m is None else MetadataCheck(
+        entrypoint=tuple(m.entrypoint) if m.entrypoint is not None else None,
+        cmd=tuple(m.cmd) if m.cmd is not None else None,
+        user=m.user,
+        env=tuple(sorted(m.env.items())) if m.env is not None else None,
+        workdir=m.workdir,
+        labels=tuple(sorted(m.labels.items())) if m.labels is not None else None,
+    )
+    return [ImageTestInfo(image_label=image_label, image=image, commands=commands, files=files, metadata=metadata)]
+
+
+image_test = rule(
+    implementation=_image_test_impl,
+    attrs=ImageTestAttrs,
+    doc="Checks run in an image by `minibuild test`: commands, files and config metadata.",
+)
