@@ -10,7 +10,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -71,7 +70,8 @@ def render(results: list[TestResult], seconds: float) -> None:
     for r in results:
         for c in r.checks:
             result = Text("PASS", style="green") if c.passed else Text("FAIL", style="bold red")
-            table.add_row(escape(r.label), escape(c.name), result, escape(c.message))
+            # Text, not markup: a container's output may hold `[...]` or `:x:` (an emoji code in markup).
+            table.add_row(Text(r.label), Text(c.name), result, Text(c.message))
     console.print(table)
     passed, failed = counts(results)
     targets_failed = sum(1 for r in results if not r.passed)

@@ -14,6 +14,7 @@ cannot swap the image under test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -53,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from minibuild import daemon, test_report, ui
     from minibuild.build import build
-    from minibuild.errors import InputError
+    from minibuild.errors import EngineError, InputError
     from minibuild.workspace import Workspace
 
     if args.jobs < 1:
@@ -73,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
     for w in result.warnings:
         ui.warn(w)
     images = {str(t.label): t for t in result.targets if t.image}
+    client, why = connection()
+    if client is None:
+        raise EngineError(f"cannot run image tests: {why}",
+                          hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
     common.load_images(str(workspace.root), [images[label] for label in image_labels], connection=connection)
-    client, _ = connection()
     client.api.timeout = _ENGINE_TIMEOUT
     results = _run_tests(client.api, tests, images, jobs=min(args.jobs, 8))
     if args.junit:
@@ -164,8 +168,9 @@ def _run_command(api: Any, image_id: str, index: int, check: Any) -> CheckResult
     except Exception as exc:  # noqa: BLE001 - the SDK raises requests and docker errors alike
         return result(False, f"the engine cannot create the container: {_engine_error(exc)}")
     try:
-        api.start(container)
-        timed_out = False
+        timed_out, start_error = False, _start(api, container)
+        if start_error is not None:  # as `docker run` has it: the program could not be executed
+            return _judge(check, name, what, started, *start_error)
         try:
             status = api.wait(container, timeout=check.timeout)
             code = int(status.get("StatusCode", -1))
@@ -179,13 +184,31 @@ def _run_command(api: Any, image_id: str, index: int, check: Any) -> CheckResult
     except Exception as exc:  # noqa: BLE001
         return result(False, f"running the container failed: {_engine_error(exc)}")
     finally:
-        try:
+        with contextlib.suppress(Exception):  # a leftover container must not hide the result
             api.remove_container(container, force=True)
-        except Exception:  # noqa: BLE001, S110 - a leftover container must not hide the result
-            pass
     if timed_out:
         return result(False, f"timed out after {check.timeout:g} s; stdout {_excerpt(stdout)}, "
                              f"stderr {_excerpt(stderr)}")
+    return _judge(check, name, what, started, code, stdout, stderr)
+
+
+def _start(api: Any, container: str) -> tuple[int, str, str] | None:
+    """Start a container; (exit code, stdout, stderr) as `docker run` reports a program it cannot execute
+    (127 not found, 126 not executable), None once started. Other engine failures raise."""
+    try:
+        api.start(container)
+        return None
+    except Exception as exc:  # noqa: BLE001
+        message = _engine_error(exc)
+        if "executable file not found" in message or "no such file or directory" in message:
+            return 127, "", message + "\n"
+        if "permission denied" in message or "exec format error" in message:
+            return 126, "", message + "\n"
+        raise
+
+
+def _judge(check: Any, name: str, what: str, started: float, code: int, stdout: str, stderr: str) -> CheckResult:
+    """The result of a command that ran: its exit code and output against what the check expects."""
     problems = []
     if code != check.exit_code:
         problems.append(f"exit code {code}, expected {check.exit_code}")
@@ -193,11 +216,10 @@ def _run_command(api: Any, image_id: str, index: int, check: Any) -> CheckResult
         if pattern is not None and not _matches(pattern, text):
             expected = "to be empty" if pattern == "" else f"to match `{pattern}`"
             problems.append(f"{stream} {_excerpt(text)} expected {expected}")
-    if problems:
-        if code != check.exit_code and check.stderr is None and stderr:
-            problems.append(f"stderr {_excerpt(stderr)}")
-        return result(False, "; ".join(problems))
-    return result(True, f"exit code {code}")
+    if problems and code != check.exit_code and check.stderr is None and stderr:
+        problems.append(f"stderr {_excerpt(stderr)}")
+    return CheckResult(name, what, not problems, "; ".join(problems) or f"exit code {code}",
+                       time.monotonic() - started)
 
 
 def _check_files(api: Any, image_id: str, files: Sequence[Any]) -> list[CheckResult]:
@@ -220,10 +242,8 @@ def _check_files(api: Any, image_id: str, files: Sequence[Any]) -> list[CheckRes
             out.append(CheckResult(f"files[{i}]", f.path, passed, message, time.monotonic() - begun))
         return out
     finally:
-        try:
+        with contextlib.suppress(Exception):
             api.remove_container(container, force=True)
-        except Exception:  # noqa: BLE001, S110
-            pass
 
 
 def _check_file(api: Any, container: str, check: Any) -> tuple[bool, str]:
