@@ -54,8 +54,9 @@ def record(workspace: Any, label: Label, summary: dict[str, Any]) -> None:
 def previous(workspace: Any, label: Label, digest: str) -> dict[str, Any] | None:
     """The summary of the build recorded last before the one with `digest`, or None."""
     entries = [e["digest"] for e in _index(history_dir(workspace, label))]
-    earlier = entries[:entries.index(digest)] if digest in entries else entries
-    earlier = [d for d in earlier if d != digest]
+    if digest in entries:  # up to its last appearance: a build may return to an earlier digest
+        entries = entries[:len(entries) - entries[::-1].index(digest)]
+    earlier = [d for d in entries if d != digest]
     return load(workspace, label, earlier[-1]) if earlier else None
 
 

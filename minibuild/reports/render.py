@@ -47,9 +47,11 @@ def diff_table(report: dict[str, Any]) -> None:
     table.add_column("after", justify="right")
     table.add_column("delta", justify="right")
     for f in report["added"]:
-        table.add_row("+", escape(f["path"]), "", _n(f["size"]), f"+{_n(f['size'])}")
+        size = _n(f["size"]) if f["kind"] == "file" else f["kind"]
+        table.add_row("+", escape(f["path"]), "", size, f"+{size}" if f["kind"] == "file" else "")
     for f in report["removed"]:
-        table.add_row("-", escape(f["path"]), _n(f["size"]), "", f"-{_n(f['size'])}")
+        size = _n(f["size"]) if f["kind"] == "file" else f["kind"]
+        table.add_row("-", escape(f["path"]), size, "", f"-{size}" if f["kind"] == "file" else "")
     for f in report["changed"]:
         sign = ">" if f["delta"] > 0 else ("<" if f["delta"] < 0 else "~")
         table.add_row(sign, escape(f["path"] + (f" ({f['what']})" if f.get("what") else "")), _n(f["before"]),
