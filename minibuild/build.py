@@ -209,6 +209,7 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: A
         "oci": os.path.join(rel, "oci"),
         "tarball": os.path.join(rel, "image.tar"),
         "warnings": layers.get("warnings", []),
+        "max_size": layers.get("max_size"),
     }
     with open(summary_path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f)

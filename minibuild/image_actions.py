@@ -157,6 +157,8 @@ def write_layers(run: ActionRun) -> None:
         return write_layer(entries, os.path.join(work, f"layer-{group}"), compression=p["compression"],
                            gzip_level=p["gzip_level"], epoch=p["epoch"])
 
+    if p.get("max_size"):
+        _check_budget(tree, below, p["max_size"], run.action.owner)
     groups_used = [g for g in _GROUPS if by_group[g]]
     # Compression and hashing release the GIL, so the layers are written side by side.
     with ThreadPoolExecutor(max_workers=len(groups_used) or 1) as pool:
@@ -175,7 +177,26 @@ def write_layers(run: ActionRun) -> None:
         # The whole image, bottom first: a base image's layers included.
         "layers": base_layers + layers, "architecture": closure.get("architecture"),
         "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
+        "max_size": p.get("max_size"),
     })
+
+
+def _check_budget(tree: ImageTree, below: dict[str, Any], budget: int, owner: object) -> None:
+    """The whole image (a base image's files included) must fit in `max_size` bytes, uncompressed."""
+    from minibuild.errors import BuildError
+
+    files = [e for e in tree.entries.values() if e.kind == "file"]
+    files += [TreeEntry(f["path"], "file", f.get("mode", 0o644), f["reason"], "base image", size=f["size"])
+              for f in below.values() if f["kind"] == "file" and f["path"] not in tree.entries]
+    total = sum(e.size for e in files)
+    if total <= budget:
+        return
+    biggest = sorted(files, key=lambda e: -e.size)[:8]
+    raise BuildError(
+        f"`{owner}` is {total:,} bytes, over its `max_size` of {budget:,} bytes by {total - budget:,}",
+        causes=tuple(f"{e.size:>12,}  {e.path}  ({e.reason})" for e in biggest),
+        hint="drop what the image does not need, or raise `max_size`",
+    )
 
 
 def _same_as_base(entry: TreeEntry, below: dict[str, Any] | None) -> bool:

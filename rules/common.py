@@ -24,6 +24,23 @@ def _parse_mode(value: object) -> object:
 # File permission bits, written "0644" in TOML (an int like 0o644 is accepted too).
 Mode = Annotated[int, BeforeValidator(_parse_mode)]
 
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def _parse_size(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+        if match and match.group(2).lower() in _UNITS:
+            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise ValueError('a size is a number of bytes or a string such as "4MiB", "500KiB", "3MB"')
+
+
+# A size in bytes, written 4194304, "4MiB" or "4.5 MB" in TOML.
+Size = Annotated[int, BeforeValidator(_parse_size)]
+
 
 def image_path(path: str, what: str) -> str:
     """Check an absolute path inside the image; `..` or a relative path would escape or be ambiguous."""

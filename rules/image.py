@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import field_validator
 
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
-from rules.common import Mode, check_tag, image_path
+from rules.common import Mode, Size, check_tag, image_path
 from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -48,6 +48,7 @@ class ImageAttrs(Attrs):
     annotations: dict[str, str] = {}
     exposed_ports: list[str] = []
     stop_signal: str = ""
+    max_size: Size | None = None  # a budget for the uncompressed image: exceeding it fails the build
     platforms: list[str] = []
     layering: Literal["shared", "single"] = "shared"
     compression: Literal["gzip", "zstd", "none"] = "gzip"
@@ -194,6 +195,7 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
             "user": a.user,
             "base_layers": base.layers.path if base else None,
             "layering": a.layering,
+            "max_size": a.max_size,
             "compression": a.compression,
             "gzip_level": a.gzip_level,
             "epoch": ctx.epoch,

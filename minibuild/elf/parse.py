@@ -127,20 +127,60 @@ def read_elf(host_path: str, st: os.stat_result | None = None) -> ElfInfo:
 
 
 class _Reader:
-    """pread-based access bounded by the file size."""
+    """pread-based access bounded by the file size, through a small cache of 4 KiB blocks.
+
+    The tables we need (dynamic section, a few strings, version records) are small and close
+    together; reading whole blocks once avoids one pread per record and never pulls in a large
+    string table just to read three names out of it.
+    """
+
+    BLOCK = 4096
 
     def __init__(self, fd: int, size: int, head: bytes) -> None:
-        self.fd, self.size, self.head = fd, size, head
+        self.fd, self.size = fd, size
+        self.head = head
+        self.blocks: dict[int, bytes] = {0: head}
+
+    def _block(self, index: int) -> bytes:
+        blk = self.blocks.get(index)
+        if blk is None:
+            blk = self.blocks[index] = os.pread(self.fd, self.BLOCK, index * self.BLOCK)
+        return blk
 
     def read(self, offset: int, length: int, what: str) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
             raise ElfFormatError(f"truncated: {what} lies outside the file ({offset}+{length} > {self.size})")
-        if offset + length <= len(self.head):
-            return self.head[offset : offset + length]
-        data = os.pread(self.fd, length, offset)
+        if length > 16 * self.BLOCK:
+            data = os.pread(self.fd, length, offset)
+        else:
+            first, last = offset // self.BLOCK, (offset + length - 1) // self.BLOCK if length else offset // self.BLOCK
+            data = b"".join(self._block(i) for i in range(first, last + 1))
+            start = offset - first * self.BLOCK
+            data = data[start : start + length]
         if len(data) != length:
             raise ElfFormatError(f"truncated: short read of {what}")
         return data
+
+    def cstring(self, offset: int, end: int, what: str) -> bytes:
+        """The NUL-terminated string at `offset`, which must end before `end`."""
+        if offset < 0 or offset >= min(end, self.size):
+            raise ElfFormatError(f"{what}: string offset outside the table")
+        out = []
+        pos = offset
+        limit = min(end, self.size)
+        while pos < limit:
+            index = pos // self.BLOCK
+            blk = self._block(index)
+            start = pos - index * self.BLOCK
+            stop = blk.find(b"\0", start)
+            if stop >= 0:
+                out.append(blk[start:stop])
+                break
+            if not blk:
+                break
+            out.append(blk[start:])
+            pos = (index + 1) * self.BLOCK
+        return b"".join(out)[: limit - offset]
 
 
 def _parse(host_path: str, size: int) -> ElfInfo:
@@ -229,14 +269,10 @@ def _parse_fd(r: _Reader) -> ElfInfo:
         if DT_STRTAB in values:
             strtab_off = _vaddr_to_offset(loads, values[DT_STRTAB])
             strsz = values.get(DT_STRSZ, 0)
-            strsz = min(strsz, r.size - strtab_off) if strsz else r.size - strtab_off
-            strtab = r.read(strtab_off, max(strsz, 0), "DT_STRTAB")
+            strtab_end = strtab_off + strsz if strsz else r.size
 
             def string(off: int) -> str:
-                if off >= len(strtab):
-                    raise ElfFormatError(f"string offset {off} outside DT_STRTAB")
-                stop = strtab.find(b"\0", off)
-                return _decode(strtab[off : stop if stop >= 0 else len(strtab)])
+                return _decode(r.cstring(strtab_off + off, strtab_end, "DT_STRTAB"))
 
             for tag, val in tags:
                 kind = DEP_TAGS.get(tag)

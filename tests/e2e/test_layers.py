@@ -55,3 +55,16 @@ def test_two_contents_for_one_path_name_both(workspace, cli):
                                       'files = [{ src = "a.txt", dest = "/lib/x86_64-linux-gnu/libc.so.6" }]\n')
     r = cli("build", "//img:x", "--no-load", cwd=workspace.root)
     assert r.returncode == 2 and "ELF closure" in r.stderr and "files[0]" in r.stderr, r.stderr
+
+
+def test_size_budget(workspace, cli):
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "b"\nbinaries = ["/bin/bash"]\nmax_size = "1MiB"\n')
+    r = cli("build", "//img:b", "--no-load", cwd=workspace.root)
+    assert r.returncode == 1, r.stderr
+    assert "over its `max_size` of 1,048,576 bytes" in r.stderr
+    assert "libc.so.6" in r.stderr and "/usr/bin/bash" in r.stderr  # the biggest contributors
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "b"\nbinaries = ["/bin/bash"]\nmax_size = "8MiB"\n')
+    assert cli("build", "//img:b", "--no-load", cwd=workspace.root).returncode == 0
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "b"\nbinaries = ["/bin/bash"]\nmax_size = "8 parsecs"\n')
+    r = cli("build", "//img:b", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2 and "max_size" in r.stderr and "img/BUILD.toml:4" in r.stderr, r.stderr
