@@ -378,3 +378,15 @@ def test_repeated_resolves_see_changes(tmp_path):
     (tmp_path / "tmp-link").symlink_to("../T2/libch.so")
     os.replace(tmp_path / "tmp-link", tmp_path / "A/libch.so")
     assert resolve([str(main)]).objects[2].realpath == f"{tmp_path}/T2/libch.so"
+
+
+def test_session_gives_the_same_closures(built):
+    """Session memoises lookups; each closure must still list everything it probed."""
+    from minibuild.elf import Session
+
+    names = ["rpath_chain", "lib_origin_symlink", "hwcaps", "soname_dedup", "origin_exe"]
+    session = Session("/")
+    for name in names * 2:  # the second round runs on a warm memo
+        case = built(name)
+        opts = ResolveOptions(env=case.env, workdir=case.cwd, allow_missing=True)
+        assert session.resolve([case.path], opts) == resolve([case.path], "/", opts), name
