@@ -98,7 +98,7 @@ def build(
     if failures:
         # With --keep-going what did build is in .minibuild/out (above); then every failure is reported.
         raise BuildFailed([(a.owner, e) for a, e in failures])
-    warnings = sorted({f"{r.action.owner}: {w}" for r in results.values() for w in r.warnings})
+    warnings = sorted({f"{r.action.owner}: {w}" for r in results.values() for w in r.warnings}) + executor.warnings
     return BuildResult(
         targets=targets,
         run=sum(1 for r in results.values() if not r.cached),
@@ -173,7 +173,8 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: A
     oci_dir = os.path.join(dest, "oci")
     summary_path = os.path.join(dest, "summary.json")
     summary = _read_summary(summary_path, top.digest)
-    if summary is not None and _layout_is(os.path.join(oci_dir, "index.json"), top.digest):
+    if (summary is not None and _layout_is(os.path.join(oci_dir, "index.json"), top.digest)
+            and _blobs_are_stored(cache, oci_dir, summary.get("blobs", []))):
         return summary  # nothing changed since the last build wrote this target
     blobs: dict[str, str | bytes] = {}
     described = []
@@ -189,7 +190,8 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: A
         root = Descriptor(MEDIA_TYPE_INDEX, top.digest, top.size)
     else:
         root = Descriptor(MEDIA_TYPE_MANIFEST, top.digest, top.size)
-    if not _layout_is(os.path.join(oci_dir, "index.json"), top.digest):
+    if not (_layout_is(os.path.join(oci_dir, "index.json"), top.digest)
+            and _blobs_are_stored(cache, oci_dir, list(blobs))):
         write_layout(oci_dir, blobs, [root], ref_name=info.tag)
     # The tarball holds the host's platform when there is one (as write_index chose), else the first.
     loaded = next((d for d in described if d[2] == host_architecture()), described[0])
@@ -210,11 +212,24 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: A
         "tarball": os.path.join(rel, "image.tar"),
         "warnings": layers.get("warnings", []),
         "max_size": layers.get("max_size"),
+        "blobs": sorted(blobs),
     }
     with open(summary_path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f)
     os.replace(summary_path + ".tmp", summary_path)
     return summary
+
+
+def _blobs_are_stored(cache: Cache, oci_dir: str, digests: list[str]) -> bool:
+    """The layout's blobs are the store's own files (hard links): a blob the store replaced after finding
+    it corrupt is then not current, since the layout still links the corrupt inode."""
+    if not digests:
+        return False
+    for d in digests:
+        hex_ = d.removeprefix("sha256:")
+        if not _same_file(os.path.join(oci_dir, "blobs", "sha256", hex_), cache.blob_path(d)):
+            return False
+    return True
 
 
 def _read_summary(path: str, digest: str) -> dict[str, Any] | None:

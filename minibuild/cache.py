@@ -86,6 +86,33 @@ class Cache:
             raise _no_space(exc, f"blob `{digest}`") from None
         return self.put_file(tmp, digest)
 
+    def discard_blob(self, digest: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.blob_path(digest))
+
+    def blobs(self) -> Iterator[str]:
+        """The digest of every stored blob."""
+        base = os.path.join(self.root, "cas", "sha256")
+        for sub in sorted(os.listdir(base)):
+            for name in sorted(os.listdir(os.path.join(base, sub))):
+                yield "sha256:" + name
+
+    def action_entries(self) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """(key, entry or None when unreadable) for every action cache entry."""
+        base = os.path.join(self.root, "ac")
+        for sub in sorted(os.listdir(base)):
+            for name in sorted(os.listdir(os.path.join(base, sub))):
+                key = name.removesuffix(".json")
+                try:
+                    with open(os.path.join(base, sub, name), encoding="utf-8") as f:
+                        yield key, json.load(f)
+                except (OSError, ValueError):
+                    yield key, None
+
+    def discard_action(self, key: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._ac_path(key))
+
     def verify_blob(self, digest: str) -> bool:
         """Re-hash a stored blob; a corrupt one is removed so it gets rebuilt."""
         path = self.blob_path(digest)

@@ -15,7 +15,7 @@ from minibuild import __version__
 from minibuild.errors import MinibuildError
 
 # Each module in minibuild/commands exposes NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("build", "graph", "query", "why", "closure", "push", "load", "run", "test", "clean")
+COMMANDS = ("build", "graph", "query", "why", "closure", "push", "load", "run", "test", "cache", "clean")
 
 
 class _Parser(argparse.ArgumentParser):

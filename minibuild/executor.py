@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -97,6 +98,8 @@ class Executor:
         self.keep_going = keep_going
         self.on_event = on_event or (lambda e: None)
         self._fingerprints: dict[str, str] = {}
+        self.warnings: list[str] = []
+        self._warn_lock = threading.Lock()
 
     def run(self, actions: Sequence[Action]) -> tuple[dict[str, ActionResult], list[tuple[Action, BaseException]]]:
         """Run every action; returns results by action id and the failures (non-empty only with keep_going)."""
@@ -205,9 +208,26 @@ class Executor:
             self._fingerprints[path] = fp
         return fp
 
+    def _blob_intact(self, digest: str) -> bool:
+        """A stored blob still hashes to its name (re-hashed only when its stat changed)."""
+        path = self.cache.blob_path(digest)
+        try:
+            intact = self.stat_cache.digest(path) == digest
+        except OSError:
+            return False
+        if not intact:
+            self.cache.discard_blob(digest)
+            with self._warn_lock:
+                self.warnings.append(f"stored blob `{digest}` was corrupt: discarded, and rebuilt by the action "
+                                     "that made it")
+        return intact
+
     def _hit(self, key: str) -> dict[str, Any] | None:
         entry = self.cache.get_action(key)
         if entry is None:
+            return None
+        blobs = [o["digest"] for o in entry.get("outputs", {}).values()] + entry.get("blobs", [])
+        if not all(self._blob_intact(d) for d in blobs):
             return None
         for path, fp in entry.get("discovered", {}).items():
             try:
