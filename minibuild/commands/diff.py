@@ -45,7 +45,7 @@ def _side(ref: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     from minibuild.reports.diff import files_from_layout, files_from_summary, is_layout
 
     if os.path.isdir(ref) and is_layout(ref):
-        files, digest = files_from_layout(ref, args.platform)
+        files, digest, _ = files_from_layout(ref, args.platform)
         return {"name": ref, "kind": "layout", "digest": digest}, files
     _, label, summary = _label_side(ref, args)
     return {"name": str(label), "kind": "build", "digest": summary["digest"]}, files_from_summary(summary)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.against and os.path.isdir(args.against):
             if not is_layout(args.against):
                 raise InputError(f"`{args.against}` is a directory but not an OCI layout (no `oci-layout` file)")
-            a_files, digest = files_from_layout(args.against, args.platform)
+            a_files, digest, _ = files_from_layout(args.against, args.platform)
             a = {"name": args.against, "kind": "layout", "digest": digest}
         else:
             old = history.load(workspace, label, args.against) if args.against else \

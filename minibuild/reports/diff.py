@@ -43,8 +43,11 @@ def _open_layer(blob: str, media_type: str) -> tarfile.TarFile:
     return tarfile.open(blob, mode="r|*")
 
 
-def files_from_layout(path: str, platform: str | None = None) -> tuple[Files, str]:
-    """The files of the image in an OCI layout (the host's platform when it holds several), and its digest."""
+def files_from_layout(path: str, platform: str | None = None,
+                      extra_hashes: tuple[str, ...] = ()) -> tuple[Files, str, str]:
+    """The files of the image in an OCI layout (the host's platform when it holds several), its manifest
+    digest and its architecture. Each file has `digest` (sha256:...) and the hex of each of `extra_hashes`
+    (hashlib names, e.g. "sha1", "md5") under that name."""
     from minibuild.image_actions import host_architecture
     from minibuild.oci.layout import read_layout
 
@@ -73,11 +76,13 @@ def files_from_layout(path: str, platform: str | None = None) -> tuple[Files, st
                 entry: dict[str, Any] = {"mode": stat.S_IMODE(member.mode), "size": 0}
                 if member.isfile():
                     f = tar.extractfile(member)
-                    h = hashlib.sha256()
+                    hashes = [hashlib.new(name) for name in ("sha256", *extra_hashes)]
                     assert f is not None
                     for chunk in iter(lambda f=f: f.read(1 << 20), b""):  # type: ignore[misc]
-                        h.update(chunk)
-                    entry.update(kind="file", size=member.size, digest="sha256:" + h.hexdigest())
+                        for h in hashes:
+                            h.update(chunk)
+                    entry.update(kind="file", size=member.size, digest="sha256:" + hashes[0].hexdigest(),
+                                 **{name: h.hexdigest() for name, h in zip(extra_hashes, hashes[1:], strict=True)})
                 elif member.issym():
                     entry.update(kind="symlink", target=member.linkname)
                 elif member.islnk():
@@ -88,7 +93,7 @@ def files_from_layout(path: str, platform: str | None = None) -> tuple[Files, st
                 else:
                     entry.update(kind="other")
                 files[name] = entry
-    return files, image.manifest.digest
+    return files, image.manifest.digest, image.platform.architecture
 
 
 def diff_files(before: Files, after: Files) -> dict[str, Any]:
