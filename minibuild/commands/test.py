@@ -178,7 +178,8 @@ def _run_command(api: Any, image_id: str, index: int, check: Any) -> CheckResult
             if not _is_timeout(exc):
                 raise
             timed_out, code = True, -1
-            api.kill(container)
+            with contextlib.suppress(Exception):  # it may have exited meanwhile
+                api.kill(container)
         stdout = api.logs(container, stdout=True, stderr=False).decode("utf-8", "replace")
         stderr = api.logs(container, stdout=False, stderr=True).decode("utf-8", "replace")
     except Exception as exc:  # noqa: BLE001
