@@ -15,7 +15,8 @@ from minibuild import __version__
 from minibuild.errors import MinibuildError
 
 # Each module in minibuild/commands exposes NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("build", "graph", "query", "why", "closure", "push", "load", "run", "test", "cache", "clean")
+COMMANDS = ("build", "graph", "query", "why", "closure", "push", "load", "run", "test", "cache", "clean",
+            "size", "diff", "sbom", "report", "init", "add")
 
 
 class _Parser(argparse.ArgumentParser):
