@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
             if old is None:
                 raise InputError(
                     f"no earlier build of `{label}` is recorded to compare with",
-                    hint="builds are recorded by `minibuild size`, `diff` and `report`; change something and run "
-                    "`minibuild diff` again, or use `--against DIR` with an OCI layout")
+                    hint="builds are recorded by `minibuild size`, `diff`, `sbom` and `report`; change something "
+                    "and run `minibuild diff` again, or use `--against DIR` with an OCI layout")
             a = {"name": f"{label}@{old['digest'][:19]}", "kind": "build", "digest": old["digest"]}
             a_files = files_from_summary(old)
         b["name"] = f"{label}@{summary['digest'][:19]}"
