@@ -45,3 +45,13 @@ def test_budget_from_summary():
     assert budget({"size": 10, "max_size": 20})["status"] == "ok"
     assert budget({"size": 30, "max_size": "20"})["status"] == "over"
     assert budget({"size": 30})["status"] == "-"
+
+
+def test_budget_column_reads_the_image_max_size(workspace):
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "a"\nbinaries = ["/bin/dash"]\nmax_size = "10 MiB"\n\n'
+                                      '[[image]]\nname = "b"\nbinaries = ["/bin/dash"]\n')
+    r = run_cli("size", "//...", "--json", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    a, b = r.json()["images"]
+    assert a["budget"] == {"max_size": 10 * 1024 * 1024, "status": "ok", "headroom": 10 * 1024 * 1024 - a["bytes"]}
+    assert b["budget"]["status"] == "-"
