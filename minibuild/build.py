@@ -13,7 +13,7 @@ from typing import Any
 from minibuild import analysis_cache
 from minibuild.analysis_cache import AnalysedTarget
 from minibuild.cache import Cache
-from minibuild.digest import StatCache
+from minibuild.digest import StatCache, sha256_bytes
 from minibuild.errors import MinibuildError
 from minibuild.executor import ActionResult, Event, Executor
 from minibuild.label import Label
@@ -126,7 +126,7 @@ def _finish(workspace: Workspace, cache: Cache, ct: AnalysedTarget, results: dic
                 cache.materialize(blob.digest, path, blob.executable)
             result.outputs[name] = os.path.join(rel, name)
         if any(type(p).__name__ == "ImageInfo" for p in ct.providers):
-            result.image = _write_oci(cache, dest, rel, outputs, ct)
+            result.image = _write_oci(workspace, cache, dest, rel, outputs, ct)
     return result
 
 
@@ -158,7 +158,8 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: AnalysedTarget) -> dict[str, Any]:
+def _write_oci(workspace: Workspace, cache: Cache, dest: str, rel: str, outputs: dict[str, Any],
+               ct: AnalysedTarget) -> dict[str, Any]:
     """Write the OCI layout of an image target from stored blobs, and describe the image for reports."""
     from minibuild.image_actions import host_architecture, image_files
     from minibuild.oci.layout import write_layout
@@ -172,7 +173,9 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: A
     top = outputs[info.index.name if info.index is not None else info.primary.manifest.name]
     oci_dir = os.path.join(dest, "oci")
     summary_path = os.path.join(dest, "summary.json")
-    summary = _read_summary(summary_path, top.digest)
+    # Any output of the target changing (layers.json carries max_size, say) makes the summary stale.
+    outputs_key = sha256_bytes(json.dumps(sorted(b.digest for b in outputs.values())).encode())
+    summary = _read_summary(summary_path, outputs_key)
     if (summary is not None and _layout_is(os.path.join(oci_dir, "index.json"), top.digest)
             and _blobs_are_stored(cache, oci_dir, summary.get("blobs", []))):
         return summary  # nothing changed since the last build wrote this target
@@ -213,10 +216,14 @@ def _write_oci(cache: Cache, dest: str, rel: str, outputs: dict[str, Any], ct: A
         "warnings": layers.get("warnings", []),
         "max_size": layers.get("max_size"),
         "blobs": sorted(blobs),
+        "outputs_key": outputs_key,
     }
     with open(summary_path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f)
     os.replace(summary_path + ".tmp", summary_path)
+    from minibuild.reports import history
+
+    history.record(workspace, ct.label, summary)  # so `minibuild diff` can compare with this build
     return summary
 
 
@@ -232,13 +239,13 @@ def _blobs_are_stored(cache: Cache, oci_dir: str, digests: list[str]) -> bool:
     return True
 
 
-def _read_summary(path: str, digest: str) -> dict[str, Any] | None:
+def _read_summary(path: str, outputs_key: str) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as f:
             summary = json.load(f)
     except (OSError, ValueError):
         return None
-    return summary if isinstance(summary, dict) and summary.get("digest") == digest else None
+    return summary if isinstance(summary, dict) and summary.get("outputs_key") == outputs_key else None
 
 
 def _layout_is(index_path: str, manifest_digest: str) -> bool:

@@ -19,10 +19,10 @@ set -euo pipefail
 # ---------------------------------------------------------------- settings --
 # Debian packages the tests need (the one list; python3-venv is added only when needed).
 APT_PACKAGES=(
-    docker.io docker-registry skopeo
+    docker.io docker-registry skopeo chromium
     apache2-utils pax-utils musl-tools
     gcc libc6-dev gcc-aarch64-linux-gnu libc6-arm64-cross libc6-dev-arm64-cross
-    patchelf strace ca-certificates curl openssl
+    patchelf strace ca-certificates curl openssl xz-utils bzip2 zstd jq sqlite3
 )
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
