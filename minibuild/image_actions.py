@@ -51,10 +51,13 @@ def resolve_closure(run: ActionRun) -> None:
 
     p = run.params
     sysroot = p["sysroot"]
-    options = elf.ResolveOptions(env=tuple(sorted(p["env"].items())), workdir=p["workdir"])
+    overlay = {dest: run.inputs[art] for dest, art in p.get("overlay", {}).items()}
+    options = elf.ResolveOptions(env=tuple(sorted(p["env"].items())), workdir=p["workdir"],
+                                 overlay=tuple(overlay.items()))
     closure = elf.resolve(p["paths"], sysroot, options)
     root = sysroot.rstrip("/")
-    run.discover(*(root + path for path in closure.probed))
+    # Overlay files are declared inputs (their digests are in the key), not discovered ones.
+    run.discover(*(root + path for path in closure.probed if path not in overlay))
     if p.get("platform") and closure.architecture:
         want = p["platform"].split("/")[1]
         if closure.architecture != want:
@@ -78,7 +81,9 @@ def resolve_closure(run: ActionRun) -> None:
     entries = []
     for e in closure.entries:
         digest = run.digest(e.source) if e.kind == "file" and e.source else None
-        entries.append({"path": e.path, "kind": e.kind, "mode": e.mode, "target": e.target, "source": e.source,
+        # Stored outputs are read-only in the cache; a program shipped from one is executable in the image.
+        mode = 0o755 if e.path in overlay else e.mode
+        entries.append({"path": e.path, "kind": e.kind, "mode": mode, "target": e.target, "source": e.source,
                         "digest": digest, "size": e.size, "reason": e.reason})
     objects = [{"path": o.path, "realpath": o.realpath, "names": list(o.names), "loader": o.loader,
                 "needed": [list(n) for n in o.needed], "role": roles[o.path],

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
+from minibuild.actions import Artifact
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
 from rules.common import Mode, Size, check_tag, image_path
 from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
@@ -36,7 +37,7 @@ class FileSpec(Attrs):
 
 class ImageAttrs(Attrs):
     base: LabelAttr | None = None
-    binaries: list[str] = []
+    binaries: list[PathOrLabel] = []  # sysroot paths, or labels of genrule outputs (shipped in /usr/local/bin)
     files: list[FileSpec] = []
     entrypoint: list[str] = []
     cmd: list[str] = []
@@ -57,7 +58,7 @@ class ImageAttrs(Attrs):
     @field_validator("binaries")
     @classmethod
     def _binaries(cls, v: list[str]) -> list[str]:
-        return [image_path(b, "binary") for b in v]
+        return [b if isinstance(b, Dep) else image_path(b, "binary") for b in v]
 
     @field_validator("platforms")
     @classmethod
@@ -109,6 +110,16 @@ def _file_entries(ctx: RuleContext, index: int, spec: FileSpec) -> list[FileEntr
                    hint="`files` takes workspace paths, `files` targets and `genrule` targets")
 
 
+LABEL_BINARY_DIR = "/usr/local/bin"
+
+
+def _label_outputs(ctx: RuleContext, label: str, attr: str) -> tuple[Artifact, ...]:
+    for provider in ctx.dep(label):
+        if isinstance(provider, DefaultInfo) and not any(isinstance(p, ImageInfo) for p in ctx.dep(label)):
+            return provider.files
+    raise ctx.fail(f"`{label}` is not a program: `binaries` takes sysroot paths and genrule targets", attr)
+
+
 def _image_impl(ctx: RuleContext) -> list[object]:
     a: ImageAttrs = ctx.attrs  # type: ignore[assignment]
     tag = check_tag(a.tag) if a.tag else check_tag(
@@ -118,8 +129,11 @@ def _image_impl(ctx: RuleContext) -> list[object]:
     base = ctx.provider(a.base, ImageInfo) if a.base else None
     # PATH is always set (runtimes differ in the default they inject); a base image brings its own.
     env = {**({} if base else {"PATH": DEFAULT_PATH}), **a.env}
-    entrypoint = a.entrypoint or (a.binaries[:1] if len(a.binaries) == 1 else [])
-    binaries = list(a.binaries)
+    # A label binary (a genrule's program) is shipped at /usr/local/bin/<name> and resolved like the rest.
+    overlay = {f"{LABEL_BINARY_DIR}/{art.name}": art for i, b in enumerate(a.binaries) if isinstance(b, Dep)
+               for art in _label_outputs(ctx, b, f"binaries[{i}]")}
+    binaries = [b for b in a.binaries if not isinstance(b, Dep)] + sorted(overlay)
+    entrypoint = a.entrypoint or (binaries[:1] if len(binaries) == 1 else [])
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
@@ -145,7 +159,7 @@ def _image_impl(ctx: RuleContext) -> list[object]:
         if base and base_image is None:
             raise ctx.fail(f"base `{a.base}` has no image for platform `{platform}`", "base")
         built.append(_platform_image(ctx, a, platform, prefix, binaries, files, env, config_params, tag, base_image,
-                                     write_tarball=not multi))
+                                     overlay, write_tarball=not multi))
     if multi:
         index, tarball = ctx.actions.declare("index.json"), ctx.actions.declare("image.tar")
         ctx.actions.run(
@@ -167,7 +181,7 @@ def _image_impl(ctx: RuleContext) -> list[object]:
 
 def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefix: str, binaries: list[str],
                     files: list[FileEntry], env: dict[str, str], config_params: dict[str, object], tag: str,
-                    base: PlatformImage | None, write_tarball: bool) -> PlatformImage:
+                    base: PlatformImage | None, overlay: dict[str, Artifact], write_tarball: bool) -> PlatformImage:
     """The closure, layers and image actions of one platform of an image."""
     sysroot = ctx.platforms.get(platform, ctx.sysroot) if platform else ctx.sysroot
     where = f" for `{platform}`" if prefix else ""
@@ -177,8 +191,8 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
         function="minibuild.image_actions:resolve_closure",
         version=1,
         params={"paths": binaries, "sysroot": sysroot, "env": env, "workdir": a.workdir or "/",
-                "platform": platform},
-        inputs=[],
+                "platform": platform, "overlay": {dest: art.path for dest, art in overlay.items()}},
+        inputs=sorted(set(overlay.values())),
         outputs=[closure],
         description=f"resolving the ELF closure of `{ctx.label}`{where}",
         discovers_inputs=True,

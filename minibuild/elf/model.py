@@ -18,11 +18,15 @@ class ResolveOptions:
     check_versions: bool = True  # G17: DT_VERNEED of each object satisfied by its provider's DT_VERDEF
     platform: str | None = None  # $PLATFORM (AT_PLATFORM); None = baseline, and copy other candidates
     allow_missing: bool = False  # report unresolvable libraries in Closure.missing instead of raising
+    # Files in the image that are not in the sysroot: (in-image path, host path) pairs, e.g. a program
+    # a genrule compiled, shipped as a binary. They are resolved like sysroot files.
+    overlay: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         env = self.env
         pairs = tuple(sorted(env.items())) if isinstance(env, Mapping) else tuple(sorted(tuple(p) for p in env))
         object.__setattr__(self, "env", pairs)
+        object.__setattr__(self, "overlay", tuple(sorted(tuple(p) for p in self.overlay)))
 
     @property
     def environ(self) -> dict[str, str]:

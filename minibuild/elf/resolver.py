@@ -52,7 +52,7 @@ _DEFAULT_OPTIONS = ResolveOptions()
 
 def resolve(paths: Sequence[str], sysroot: str = "/", options: ResolveOptions = _DEFAULT_OPTIONS) -> Closure:
     """The closure of `paths` (absolute in-image paths: ELF executables, libraries or `#!` scripts)."""
-    return Session(sysroot).resolve(paths, options)
+    return Session(sysroot, dict(options.overlay)).resolve(paths, options)
 
 
 class Session:
@@ -62,10 +62,10 @@ class Session:
     cached process-wide by file identity anyway, so a one-shot `resolve()` loses little.
     """
 
-    def __init__(self, sysroot: str = "/") -> None:
+    def __init__(self, sysroot: str = "/", overlay: dict[str, str] | None = None) -> None:
         if not os.path.isdir(sysroot):
             raise ElfError(f"sysroot `{sysroot}` is not a directory")
-        self.fs = Sysroot(sysroot)
+        self.fs = Sysroot(sysroot, overlay)
 
     def resolve(self, paths: Sequence[str], options: ResolveOptions = _DEFAULT_OPTIONS) -> Closure:
         if isinstance(paths, str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from minibuild.errors import ElfError
@@ -48,10 +49,16 @@ class Sysroot:
     memoised or not, so each closure lists everything its own resolution depended on.
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, overlay: Mapping[str, str] | None = None) -> None:
         root = os.path.abspath(root)
         self.root = root
         self.prefix = "" if root == "/" else root
+        # Files that exist in the image but not in the sysroot (a genrule's program shipped as a binary):
+        # in-image path -> host file. Their parent directories exist in the image whatever the sysroot has.
+        self.overlay = dict(overlay or {})
+        self.overlay_dirs = {d for p in self.overlay for d in _parents(p)}
+        # Process-wide memos are per sysroot *and* overlay: the same path may resolve differently.
+        self.memo_key = self.prefix if not self.overlay else f"{self.prefix}\0{sorted(self.overlay.items())}"
         self.probed: set[str] = set()
         self._lstat: dict[str, os.stat_result | None] = {}
         self._readlink: dict[str, str] = {}
@@ -61,7 +68,19 @@ class Sysroot:
 
     def host(self, path: str) -> str:
         """The host path of an in-image *real* path (no symlinks left in it)."""
-        return self.prefix + path
+        return self.overlay.get(path) or self.prefix + path
+
+    def _os_lstat(self, path: str) -> os.stat_result | None:
+        """lstat of an in-image path on the host, the overlay taking precedence; raises OSError."""
+        if path in self.overlay:
+            return os.stat(self.overlay[path])
+        try:
+            st = os.lstat(self.prefix + path)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if path in self.overlay_dirs and (st is None or not stat.S_ISDIR(st.st_mode)):
+            return _DIR_STAT
+        return st
 
     def begin(self) -> set[str]:
         """Start recording probes afresh (one closure); earlier lookups stay memoised."""
@@ -75,13 +94,19 @@ class Sysroot:
         except KeyError:
             pass
         try:
-            st = os.lstat(self.prefix + path)
+            st = self._os_lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             st = None
         except OSError as exc:
             raise ElfError(f"cannot stat `{path}` in sysroot `{self.root}`: {exc.strerror}") from None
         self._lstat[path] = st
         return st
+
+    def _lstat_quiet(self, path: str) -> os.stat_result | None:
+        try:
+            return self._os_lstat(path)
+        except OSError:
+            return None
 
     def note_probe(self, path: str) -> None:
         self.probed.add(path)
@@ -110,7 +135,7 @@ class Sysroot:
             finally:
                 seen, self.probed = self.probed, outer
             self._lookups[path] = memo = (found, tuple(seen))
-            _SHARED_LOOKUPS[(self.prefix, path)] = (found, memo[1], self._signatures(memo[1]))
+            _SHARED_LOOKUPS[(self.memo_key, path)] = (found, memo[1], self._signatures(memo[1]))
         self.probed.update(memo[1])
         return memo[0]
 
@@ -129,7 +154,7 @@ class Sysroot:
             finally:
                 seen, self.probed = self.probed, outer
             self._dirs[head or "/"] = memo = (parent, tuple(seen))
-            _SHARED_DIRS[(self.prefix, head or "/")] = (parent, memo[1], self._signatures(memo[1]))
+            _SHARED_DIRS[(self.memo_key, head or "/")] = (parent, memo[1], self._signatures(memo[1]))
         parent, seen = memo
         self.probed.update(seen)
         if parent.realpath is None:
@@ -152,7 +177,7 @@ class Sysroot:
 
     def _shared(self, shared_memo: dict, path: str, local_memo: dict) -> tuple[Lookup, tuple[str, ...]] | None:
         """A lookup memoised process-wide, if every path it looked at is unchanged (one lstat each)."""
-        shared = shared_memo.get((self.prefix, path))
+        shared = shared_memo.get((self.memo_key, path))
         if shared is None:
             return None
         found, seen, signatures = shared
@@ -163,7 +188,7 @@ class Sysroot:
                 if p in lstats:
                     st = lstats[p]
                 else:
-                    st = lstats[p] = _lstat_or_none(self.prefix + p)  # a real, current result either way
+                    st = lstats[p] = self._lstat_quiet(p)  # a real, current result either way
                 cur = current[p] = _signature(st)
             if cur != sig:
                 return None
@@ -260,11 +285,13 @@ def _signature(st: os.stat_result | None) -> tuple | None:
     return None if st is None else (st.st_dev, st.st_ino, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _lstat_or_none(host: str) -> os.stat_result | None:
-    try:
-        return os.lstat(host)
-    except OSError:
-        return None
+# What an overlay's parent directory looks like when the sysroot lacks it.
+_DIR_STAT = os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 4096, 0, 0, 0))
+
+
+def _parents(path: str) -> list[str]:
+    parts = [p for p in path.split("/") if p][:-1]
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _escapes(cur: str, text: str) -> bool:
