@@ -20,8 +20,9 @@ from minibuild.imagefs import ImageTree, TreeEntry
 # The loader and libc sit in the lowest layer: every glibc (or musl) image of a catalog has them, so
 # that layer is byte-identical across the catalog and stored and pulled once.
 _BASE_SONAMES = ("libc.so.6", "libc.musl-")
-_GROUPS = ("base", "libs", "app")
+_GROUPS = ("base", "libs", "runtime", "app")
 _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: shared libraries",
+            "runtime": "minibuild: runtime files (stdlib, certificates, zoneinfo, terminfo)",
             "app": "minibuild: binaries and files"}
 
 
@@ -47,17 +48,44 @@ def _read_json(path: str) -> Any:
 
 
 def resolve_closure(run: ActionRun) -> None:
-    from minibuild import elf
+    from minibuild import elf, runtime
+    from minibuild.elf.sysroot import Sysroot
 
     p = run.params
     sysroot = p["sysroot"]
     overlay = {dest: run.inputs[art] for dest, art in p.get("overlay", {}).items()}
     options = elf.ResolveOptions(env=tuple(sorted(p["env"].items())), workdir=p["workdir"],
                                  overlay=tuple(overlay.items()))
-    closure = elf.resolve(p["paths"], sysroot, options)
+    rt = p.get("runtime")
+    runtime_options = None
+    if rt is not None:
+        conf = rt.get("nsswitch_conf")
+        text = None
+        if conf:
+            with open(run.inputs[conf], encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        runtime_options = runtime.RuntimeOptions.from_params({**rt, "nsswitch_conf": text, "env": p["env"]})
+    # Runtime files may bring more ELF roots (NSS modules, libgcc_s, extension modules), whose closures may
+    # trigger more runtime files: resolve again until nothing new comes (two rounds in practice).
+    roots = list(p["paths"])
+    extra: dict[str, tuple[str, str]] = {}
+    fs = Sysroot(sysroot, overlay)
+    plan = None
+    for _ in range(8):
+        closure = elf.resolve(roots, sysroot, options)
+        if runtime_options is None:
+            break
+        plan = runtime.plan(closure, fs, runtime_options)
+        new = sorted(r for r in plan.elf_roots if r not in extra and r not in roots)
+        for r in plan.elf_roots:
+            extra.setdefault(r, plan.elf_roots[r])
+        if not new:
+            break
+        roots += new
     root = sysroot.rstrip("/")
     # Overlay files are declared inputs (their digests are in the key), not discovered ones.
     run.discover(*(root + path for path in closure.probed if path not in overlay))
+    run.discover(*(root + path for path in fs.probed if path not in overlay))
     if p.get("platform") and closure.architecture:
         want = p["platform"].split("/")[1]
         if closure.architecture != want:
@@ -68,12 +96,14 @@ def resolve_closure(run: ActionRun) -> None:
                            f"but the image's platform is `{p['platform']}`",
                            hint="give each platform its own sysroot in workspace.toml: "
                                 f'`[platforms] "{p["platform"]}" = {{ sysroot = "..." }}`')
-    roots = set(closure.roots)
+    roots_set = set(closure.roots)
     roles: dict[str, str] = {}
     for obj in closure.objects:
         if obj.is_interpreter or any(n.startswith(_BASE_SONAMES) for n in (*obj.names, obj.realpath.rsplit("/")[-1])):
             role = "base"
-        elif obj.path in roots and obj.loader is None:
+        elif obj.path in extra and obj.loader is None:
+            role = extra[obj.path][1]
+        elif obj.path in roots_set and obj.loader is None:
             role = "app"
         else:
             role = "libs"
@@ -83,16 +113,27 @@ def resolve_closure(run: ActionRun) -> None:
         digest = run.digest(e.source) if e.kind == "file" and e.source else None
         # Stored outputs are read-only in the cache; a program shipped from one is executable in the image.
         mode = 0o755 if e.path in overlay else e.mode
+        reason = extra[e.path][0] if e.path in extra and e.reason == "binary" else e.reason
         entries.append({"path": e.path, "kind": e.kind, "mode": mode, "target": e.target, "source": e.source,
-                        "digest": digest, "size": e.size, "reason": e.reason})
+                        "digest": digest, "size": e.size, "reason": reason})
+    planned = {e["path"] for e in entries}
+    runtime_files = []
+    for f in (plan.files.values() if plan else ()):
+        if f.path in planned:
+            continue
+        digest = run.digest(f.source) if f.kind == "file" and f.source else None
+        runtime_files.append({"path": f.path, "kind": f.kind, "mode": f.mode, "target": f.target,
+                              "source": f.source, "digest": digest, "size": f.size, "reason": f.reason,
+                              **({"data": f.data.decode()} if f.data is not None else {})})
     objects = [{"path": o.path, "realpath": o.realpath, "names": list(o.names), "loader": o.loader,
-                "needed": [list(n) for n in o.needed], "role": roles[o.path],
+                "needed": [list(n) for n in o.needed], "role": roles[o.path], "soname": o.soname,
                 "interpreter": o.is_interpreter} for o in closure.objects]
+    warnings = [*closure.warnings, *(plan.warnings if plan else ())]
     _write_json(_only_output(run), {
-        "roots": list(closure.roots), "entries": entries, "objects": objects,
-        "warnings": list(closure.warnings), "architecture": closure.architecture, "variant": closure.variant,
+        "roots": list(closure.roots), "entries": entries, "objects": objects, "runtime": runtime_files,
+        "warnings": warnings, "architecture": closure.architecture, "variant": closure.variant,
     })
-    for w in closure.warnings:
+    for w in warnings:
         run.warn(w)
 
 
@@ -110,17 +151,40 @@ def _etc_files(user: str) -> list[TreeEntry]:
     ]
 
 
+def _cache_entries(closure: dict[str, Any], tree: ImageTree) -> list[tuple[str, str]]:
+    """(soname, path) of every shared library of the image, as ldconfig lists them: `dir/soname` when that
+    exists in the image, else the path the library was loaded by."""
+    out = []
+    for obj in closure["objects"]:
+        soname = obj.get("soname")
+        if not soname or obj["interpreter"] or "/" in soname:
+            continue
+        by_soname = posixpath.join(posixpath.dirname(obj["path"]), soname)
+        out.append((soname, by_soname if tree.canonical(by_soname) in tree.entries else obj["path"]))
+    return out
+
+
 def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dict[str, str],
-               user: str) -> tuple[ImageTree, dict[str, str]]:
+               user: str, ld_so_cache: bool = False) -> tuple[ImageTree, dict[str, str]]:
     """The whole image tree, and the layer group of each canonical path."""
-    tree = ImageTree()
-    order = {"symlink": 0, "dir": 1, "file": 2}
-    closure_entries = sorted(closure["entries"], key=lambda e: (order[e["kind"]], e["path"].count("/"), e["path"]))
-    for e in closure_entries:
-        tree.add(TreeEntry(e["path"], e["kind"], e["mode"], e["reason"], "ELF closure", source=e["source"],
-                           digest=e["digest"], size=e["size"], target=e["target"]))
     from minibuild.digest import sha256_bytes
 
+    tree = ImageTree()
+    order = {"symlink": 0, "dir": 1, "file": 2}
+    # The image's own `files` win over runtime files at the same path (e.g. its own nsswitch.conf or CA bundle).
+    own = {f["dest"] for f in files}
+    runtime = [e for e in closure.get("runtime", []) if e["path"] not in own]
+    everything = [(e, "ELF closure") for e in closure["entries"]] + [(e, "runtime files") for e in runtime]
+    everything.sort(key=lambda item: (order[item[0]["kind"]], item[0]["path"].count("/"), item[0]["path"]))
+    runtime_paths = []
+    for e, origin in everything:
+        data = e["data"].encode() if "data" in e else None
+        added = tree.add(TreeEntry(e["path"], e["kind"], e["mode"], e["reason"], origin, source=e["source"],
+                                   data=data, digest=sha256_bytes(data) if data is not None else e["digest"],
+                                   size=len(data) if data is not None else e["size"], target=e["target"]))
+        # Generated files sit with /etc/passwd on top; sysroot data (trees, bundles) in the runtime layer.
+        if origin == "runtime files" and data is None:
+            runtime_paths.append(added.path)
     for e in _etc_files(user):
         tree.add(TreeEntry(**{**e.__dict__, "digest": sha256_bytes(e.data) if e.data is not None else None,
                               "size": len(e.data or b"")}))
@@ -128,7 +192,13 @@ def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dic
         src = inputs[f["input"]]
         tree.add(TreeEntry(f["dest"], "file", f["mode"], "file", f["origin"], source=src,
                            digest=f.get("digest"), size=os.path.getsize(src)))
-    groups: dict[str, str] = {}
+    if ld_so_cache:
+        from minibuild.runtime.ldcache import write_cache
+
+        data = write_cache(_cache_entries(closure, tree), closure.get("architecture"))
+        tree.add(TreeEntry("/etc/ld.so.cache", "file", 0o644, "ld.so.cache of the image's libraries",
+                           "generated by minibuild", data=data, digest=sha256_bytes(data), size=len(data)))
+    groups: dict[str, str] = {path: "runtime" for path in runtime_paths}
     rank = {g: i for i, g in enumerate(_GROUPS)}
     for obj in closure["objects"]:
         for path in tree.walk(obj["path"]):
@@ -144,7 +214,7 @@ def write_layers(run: ActionRun) -> None:
     p = run.params
     closure = _read_json(run.inputs[p["closure"]])
     files = [{**f, "digest": run.digest(run.inputs[f["input"]])} for f in p["files"]]
-    tree, groups = build_tree(closure, files, run.inputs, p["user"])
+    tree, groups = build_tree(closure, files, run.inputs, p["user"], p.get("ld_so_cache", False))
     # What the base image already has, byte for byte, is not written again.
     base_layers = _read_json(run.inputs[p["base_layers"]])["layers"] if p["base_layers"] else []
     below = {f["path"]: f for f in image_files({"layers": base_layers})}

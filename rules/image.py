@@ -35,6 +35,16 @@ class FileSpec(Attrs):
         return image_path(v, "destination")
 
 
+class TreeAttr(Attrs):
+    src: str  # a directory of the sysroot, copied to the same path
+    exclude: list[str] = []  # names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`)
+
+    @field_validator("src")
+    @classmethod
+    def _src(cls, v: str) -> str:
+        return image_path(v, "tree")
+
+
 class ImageAttrs(Attrs):
     base: LabelAttr | None = None
     binaries: list[PathOrLabel] = []  # sysroot paths, or labels of genrule outputs (shipped in /usr/local/bin)
@@ -54,6 +64,29 @@ class ImageAttrs(Attrs):
     layering: Literal["shared", "single"] = "shared"
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     gzip_level: int = 1
+    # Runtime files (docs/runtime.md). Unset means auto: decided from the ELF closure.
+    nsswitch: bool | None = None  # a minimal /etc/nsswitch.conf when the closure has glibc's libc.so.6
+    ca_certificates: bool | None = None  # auto: when the closure has libssl/libcrypto/libgnutls/libcurl/libnss3
+    tzdata: bool | list[str] | None = None  # true: all of /usr/share/zoneinfo; names; auto: the zone of env TZ
+    terminfo: bool | list[str] | None = None  # auto: a small default set when the closure has libtinfo/libncurses
+    libgcc_s: bool | None = None  # auto: when the closure imports pthread_cancel/pthread_exit/backtrace
+    python_stdlib: Literal["minimal", "full", "none"] = "minimal"  # for a python3.X binary
+    python_packages: list[str] = []  # more sysroot directories for Python (e.g. a dist-packages package)
+    trees: list[TreeAttr] = []  # any sysroot directory, copied with the ELF closure of every ELF file in it
+    ld_so_cache: bool = False  # an /etc/ld.so.cache listing the image's libraries
+
+    @field_validator("python_packages")
+    @classmethod
+    def _packages(cls, v: list[str]) -> list[str]:
+        return [image_path(x, "python package") for x in v]
+
+    @field_validator("tzdata", "terminfo")
+    @classmethod
+    def _names(cls, v: bool | list[str] | None) -> bool | list[str] | None:
+        for name in v if isinstance(v, list) else []:
+            if not name or name.startswith("/") or ".." in name.split("/"):
+                raise ValueError(f"`{name}` must be a name such as `Europe/Paris` or `xterm`, not a path")
+        return v
 
     @field_validator("binaries")
     @classmethod
@@ -137,8 +170,8 @@ def _image_impl(ctx: RuleContext) -> list[object]:
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
-    if not binaries and not files and not base:
-        raise ctx.fail("an image needs at least one of `binaries`, `files` or `base`", "binaries")
+    if not binaries and not files and not base and not a.trees and a.tzdata is not True:
+        raise ctx.fail("an image needs at least one of `binaries`, `files`, `trees` or `base`", "binaries")
 
     config_params = {
         "entrypoint": entrypoint,
@@ -186,13 +219,22 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
     sysroot = ctx.platforms.get(platform, ctx.sysroot) if platform else ctx.sysroot
     where = f" for `{platform}`" if prefix else ""
     closure = ctx.actions.declare(prefix + "closure.json")
+    # An /etc/nsswitch.conf the image ships itself replaces the generated one; the modules it names are added.
+    nsswitch_conf = next((e.artifact for e in files if e.dest == "/etc/nsswitch.conf"), None)
+    runtime = {
+        "nsswitch": a.nsswitch, "nsswitch_conf": nsswitch_conf.path if nsswitch_conf else None,
+        "ca_certificates": a.ca_certificates, "tzdata": a.tzdata, "terminfo": a.terminfo,
+        "libgcc_s": a.libgcc_s, "python_stdlib": a.python_stdlib, "python_packages": a.python_packages,
+        "trees": [{"src": t.src, "exclude": t.exclude} for t in a.trees],
+    }
     ctx.actions.run(
         mnemonic="ElfClosure",
         function="minibuild.image_actions:resolve_closure",
         version=1,
         params={"paths": binaries, "sysroot": sysroot, "env": env, "workdir": a.workdir or "/",
-                "platform": platform, "overlay": {dest: art.path for dest, art in overlay.items()}},
-        inputs=sorted(set(overlay.values())),
+                "platform": platform, "overlay": {dest: art.path for dest, art in overlay.items()},
+                "runtime": runtime},
+        inputs=sorted(set(overlay.values()) | ({nsswitch_conf} if nsswitch_conf else set())),
         outputs=[closure],
         description=f"resolving the ELF closure of `{ctx.label}`{where}",
         discovers_inputs=True,
@@ -209,6 +251,7 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
             "user": a.user,
             "base_layers": base.layers.path if base else None,
             "layering": a.layering,
+            "ld_so_cache": a.ld_so_cache,
             "max_size": a.max_size,
             "compression": a.compression,
             "gzip_level": a.gzip_level,

@@ -1,0 +1,77 @@
+"""The values runtime detection takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """A directory of the sysroot copied whole (symlinks verbatim), minus `exclude` patterns.
+
+    A pattern without `/` matches the name of any file or directory in the tree (a matching directory
+    is skipped with everything below it); a pattern with `/` matches the path relative to `src`.
+    """
+
+    src: str
+    exclude: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What the image asks for. None means *auto*: decided from the closure (see docs/runtime.md)."""
+
+    nsswitch: bool | None = None
+    nsswitch_conf: str | None = None  # the text of an /etc/nsswitch.conf the image ships itself
+    ca_certificates: bool | None = None
+    tzdata: bool | tuple[str, ...] | None = None
+    terminfo: bool | tuple[str, ...] | None = None
+    libgcc_s: bool | None = None
+    python_stdlib: str = "minimal"  # "minimal" | "full" | "none"
+    python_packages: tuple[str, ...] = ()
+    trees: tuple[TreeSpec, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_params(cls, p: dict) -> RuntimeOptions:
+        def names(v: object) -> bool | tuple[str, ...] | None:
+            return tuple(v) if isinstance(v, list) else v  # type: ignore[return-value]
+
+        return cls(
+            nsswitch=p.get("nsswitch"), nsswitch_conf=p.get("nsswitch_conf"),
+            ca_certificates=p.get("ca_certificates"), tzdata=names(p.get("tzdata")),
+            terminfo=names(p.get("terminfo")), libgcc_s=p.get("libgcc_s"),
+            python_stdlib=p.get("python_stdlib", "minimal"), python_packages=tuple(p.get("python_packages", ())),
+            trees=tuple(TreeSpec(t["src"], tuple(t.get("exclude", ())), "tree") for t in p.get("trees", ())),
+            env=tuple(sorted(p.get("env", {}).items())),
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeFile:
+    """One entry to add to the image: a sysroot file (`source`), generated content (`data`), a symlink or a dir."""
+
+    path: str
+    kind: str  # "file" | "symlink" | "dir"
+    mode: int
+    reason: str
+    source: str | None = None  # host path
+    data: bytes | None = None
+    target: str | None = None
+    size: int = 0
+
+
+@dataclass
+class RuntimePlan:
+    files: dict[str, RuntimeFile] = field(default_factory=dict)  # in-image path -> entry (first one wins)
+    # in-image path -> (reason, layer group), resolved as ELF roots: "libs" or "runtime" (files of a tree)
+    elf_roots: dict[str, tuple[str, str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what auto-detection decided, for the build output
+
+    def add(self, entry: RuntimeFile) -> None:
+        self.files.setdefault(entry.path, entry)
+
+    def root(self, path: str, reason: str, group: str = "libs") -> None:
+        self.elf_roots.setdefault(path, (reason, group))
