@@ -63,6 +63,22 @@ def open_cache(workspace: Workspace) -> tuple[Cache, StatCache]:
     return cache, StatCache(os.path.join(cache.root, "stat-cache.json"))
 
 
+def analyse(workspace: Workspace, patterns: Sequence[str], package: str | None,
+            stat_cache: StatCache) -> tuple[list[Label], list[AnalysedTarget]]:
+    """The requested labels and every target they need, with actions and providers: stored, or analysed."""
+    stored = analysis_cache.load(workspace, patterns, package, stat_cache)
+    if stored is not None:
+        return stored
+    from minibuild.analysis import Analysis
+
+    analysis = Analysis(workspace)
+    labels = analysis.expand(patterns, package)
+    configured = [AnalysedTarget(ct.label, ct.target.rule, tuple(ct.actions), tuple(ct.providers))
+                  for ct in analysis.analyse(labels)]
+    analysis_cache.save(workspace, patterns, package, stat_cache, labels, configured, analysis.registry.user_modules)
+    return labels, configured
+
+
 def build(
     workspace: Workspace,
     patterns: Sequence[str],
@@ -73,18 +89,7 @@ def build(
     on_event: Callable[[Event], None] | None = None,
 ) -> BuildResult:
     cache, stat_cache = open_cache(workspace)
-    stored = analysis_cache.load(workspace, patterns, package, stat_cache)
-    if stored is not None:
-        labels, configured = stored
-    else:
-        from minibuild.analysis import Analysis
-
-        analysis = Analysis(workspace)
-        labels = analysis.expand(patterns, package)
-        configured = [AnalysedTarget(ct.label, ct.target.rule, tuple(ct.actions), tuple(ct.providers))
-                      for ct in analysis.analyse(labels)]
-        analysis_cache.save(workspace, patterns, package, stat_cache, labels, configured,
-                            analysis.registry.user_modules)
+    labels, configured = analyse(workspace, patterns, package, stat_cache)
     actions = [a for ct in configured for a in ct.actions]
     executor = Executor(str(workspace.root), cache, stat_cache, jobs=jobs, keep_going=keep_going,
                         on_event=on_event)

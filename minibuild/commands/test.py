@@ -98,27 +98,14 @@ def run(args: argparse.Namespace) -> int:
 def _test_targets(workspace: Any, patterns: Sequence[str], package: str | None) -> list[tuple[str, Any]]:
     """(label, ImageTestInfo) of every requested target that provides one, in label order.
 
-    Analysis as `build()` does it (stored and reused the same way); build() reports no providers.
+    Analysis as `build()` does it (stored and reused the same way).
     """
-    from minibuild import analysis_cache
-    from minibuild.analysis_cache import AnalysedTarget
-    from minibuild.build import open_cache
+    from minibuild.build import analyse, open_cache
     from rules.test_providers import ImageTestInfo
 
     _, stat_cache = open_cache(workspace)
     try:
-        stored = analysis_cache.load(workspace, patterns, package, stat_cache)
-        if stored is not None:
-            labels, configured = stored
-        else:
-            from minibuild.analysis import Analysis
-
-            analysis = Analysis(workspace)
-            labels = analysis.expand(patterns, package)
-            configured = [AnalysedTarget(ct.label, ct.target.rule, tuple(ct.actions), tuple(ct.providers))
-                          for ct in analysis.analyse(labels)]
-            analysis_cache.save(workspace, patterns, package, stat_cache, labels, configured,
-                                analysis.registry.user_modules)
+        labels, configured = analyse(workspace, patterns, package, stat_cache)
     finally:
         stat_cache.save()
     requested = set(labels)
