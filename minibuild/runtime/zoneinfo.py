@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from minibuild.elf.sysroot import Sysroot
 from minibuild.errors import InputError
 from minibuild.runtime.copy import copy_path, copy_tree
 from minibuild.runtime.model import RuntimePlan, TreeSpec
 
 ZONEINFO = "/usr/share/zoneinfo"
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-/.]*")
 
 
 def zone_of(tz: str | None) -> str | None:
@@ -17,8 +20,8 @@ def zone_of(tz: str | None) -> str | None:
     name = tz[1:] if tz.startswith(":") else tz
     if name.startswith("/"):
         return name
-    if not name or ".." in name.split("/") or not (name[0].isupper() or "/" in name):
-        return None  # `CET-1CEST,M3.5.0,M10.5.0/3` and the like need no file
+    if not _ZONE_NAME.fullmatch(name) or ".." in name.split("/"):
+        return None  # `CET-1CEST,M3.5.0,M10.5.0/3`, `<+03>-3` and the like need no file
     return f"{ZONEINFO}/{name}"
 
 
