@@ -9,6 +9,9 @@ nss, libgcc, certs, zoneinfo, terminfo, python; `copy` walks the sysroot, `symbo
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 import posixpath
 
 from minibuild.elf import Closure
@@ -27,7 +30,7 @@ from minibuild.runtime.symbols import imported_symbols
 from minibuild.runtime.terminfo import plan_terminfo
 from minibuild.runtime.zoneinfo import plan_tzdata
 
-__all__ = ["RuntimeFile", "RuntimeOptions", "RuntimePlan", "TreeSpec", "plan"]
+__all__ = ["RuntimeFile", "RuntimeOptions", "RuntimePlan", "TreeSpec", "code_digest", "plan"]
 
 # Where libc's dlopen of a bare name ends up when nothing else names a directory: libc's own directory
 # (a multiarch dir on Debian) first, then the other default directories.
@@ -69,6 +72,23 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
         if not copy_tree(fs, TreeSpec(spec.src, spec.exclude, f"tree {spec.src}"), out):
             raise InputError(f"`trees`: `{spec.src}` is not a directory in sysroot `{fs.root}`")
     return out
+
+
+@functools.cache
+def code_digest() -> str:
+    """The digest of the sources of minibuild.runtime and minibuild.elf.
+
+    An action key covers only the module of its function (minibuild.image_actions); the closure action's
+    output also depends on these packages, so the image rule puts this digest in its params.
+    """
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for package in (here, os.path.join(os.path.dirname(here), "elf")):
+        for name in sorted(os.listdir(package)):
+            if name.endswith(".py"):
+                with open(os.path.join(package, name), "rb") as f:
+                    h.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return h.hexdigest()[:16]
 
 
 def _glibc_at_least(fs: Sysroot, libc, version: str) -> bool:

@@ -7,7 +7,7 @@ import os
 import posixpath
 import stat
 
-from minibuild.elf.parse import ELF_MAGIC
+from minibuild.elf.parse import ELF_MAGIC, ET_DYN, ET_EXEC, ElfFormatError, read_elf
 from minibuild.elf.sysroot import Sysroot
 from minibuild.runtime.model import RuntimeFile, RuntimePlan, TreeSpec
 
@@ -41,10 +41,13 @@ def _add_file(fs: Sysroot, path: str, st: os.stat_result, reason: str, plan: Run
 
 
 def is_elf(host_path: str) -> bool:
+    """A program or shared library the loader can map; object files (`.o`) and other ELF files are plain data."""
     try:
         with open(host_path, "rb") as f:
-            return f.read(4) == ELF_MAGIC
-    except OSError:
+            if f.read(4) != ELF_MAGIC:
+                return False
+        return read_elf(host_path).e_type in (ET_EXEC, ET_DYN)
+    except (OSError, ElfFormatError):
         return False
 
 

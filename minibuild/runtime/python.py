@@ -16,10 +16,13 @@ from minibuild.runtime.copy import copy_tree
 from minibuild.runtime.model import RuntimePlan, TreeSpec
 
 EXECUTABLE = re.compile(r"python3\.\d+$")
-# `python_stdlib = "minimal"` leaves out tests, GUI and development modules, and the bytecode caches
-# (CPython compiles what it imports; it writes the caches where it can).
+# `python_stdlib = "minimal"` leaves out tests, GUI and development modules, the bytecode caches (CPython
+# compiles what it imports, and writes the caches where it can), and three extension modules deprecated by
+# PEP 594 whose libraries weigh 3.9 MB: nis (libnsl, libtirpc, Kerberos), _dbm (Berkeley DB), _crypt.
 MINIMAL_EXCLUDE = ("test", "tests", "idle_test", "__pycache__", "idlelib", "tkinter", "turtledemo", "turtle.py",
-                   "ensurepip", "lib2to3", "pydoc_data", "config-3.*", "_tkinter*.so", "_test*.so", "*.exe")
+                   "ensurepip", "lib2to3", "pydoc_data", "config-3.*", "*.exe", "lib-dynload/_tkinter.*",
+                   "lib-dynload/_test*", "lib-dynload/xxlimited*", "lib-dynload/nis.*", "lib-dynload/_dbm.*",
+                   "lib-dynload/_crypt.*")
 
 
 def stdlib_of(realpath: str) -> str | None:
