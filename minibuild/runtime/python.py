@@ -12,7 +12,7 @@ import re
 
 from minibuild.elf.sysroot import Sysroot
 from minibuild.errors import InputError
-from minibuild.runtime.copy import copy_tree
+from minibuild.runtime.copy import copy_path, copy_tree
 from minibuild.runtime.model import RuntimePlan, TreeSpec
 
 EXECUTABLE = re.compile(r"python3\.\d+$")
@@ -50,5 +50,7 @@ def plan_python(plan: RuntimePlan, fs: Sysroot, *, executables: list[str], mode:
         copy_tree(fs, TreeSpec(stdlib, exclude, f"Python standard library ({mode}) of {exe}"), plan)
         plan.notes.append(f"Python standard library `{stdlib}` ({mode})")
     for pkg in packages:
-        if not copy_tree(fs, TreeSpec(pkg, (), "python_packages"), plan):
-            raise InputError(f"`python_packages`: `{pkg}` is not a directory in sysroot `{fs.root}`")
+        # A package directory, or a single module file (`/usr/lib/python3/dist-packages/six.py`).
+        if not copy_tree(fs, TreeSpec(pkg, (), "python_packages"), plan) \
+                and copy_path(fs, pkg, "python_packages", plan) is None:
+            raise InputError(f"`python_packages`: `{pkg}` is not in sysroot `{fs.root}`")

@@ -129,3 +129,34 @@ def test_tzdata():
 def test_trees_resolve_elf_files(tmp_path):
     plan = _plan(["/bin/bash"], trees=(runtime.TreeSpec("/usr/lib/python3.11/lib-dynload", ("_sqlite3*",)),))
     assert plan.elf_roots and not any("_sqlite3" in p for p in plan.elf_roots)
+
+
+def test_python_packages_and_minimal_leaves_out_deprecated_modules():
+    plan = _plan(["/usr/bin/python3"], python_packages=("/usr/lib/python3.11/json", "/usr/lib/python3.11/csv.py"))
+    assert not any("/lib-dynload/nis." in p or "/lib-dynload/_dbm." in p for p in plan.elf_roots)
+    assert "/usr/lib/python3.11/csv.py" in plan.files
+    with pytest.raises(Exception, match="is not in sysroot"):
+        _plan(["/bin/bash"], python_packages=("/no/such/package",))
+
+
+@pytest.mark.parametrize(("attr", "value", "message"), [
+    ("tzdata", '["../etc/passwd"]', "must be a name such as"),
+    ("terminfo", '["/lib/terminfo/x/xterm"]', "must be a name such as"),
+    ("python_stdlib", '"tiny"', "python_stdlib"),
+    ("trees", '[{ src = "relative" }]', "must be an absolute path"),
+    ("trees", '[{ src = "/usr/share", excludes = ["x"] }]', "excludes"),
+])
+def test_bad_runtime_attributes_are_exit_2(workspace, cli, attr, value, message):
+    workspace.write("app/BUILD.toml", f'[[image]]\nname = "a"\nbinaries = ["/bin/bash"]\n{attr} = {value}\n')
+    r = cli("build", "//app:a", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2 and message in r.stderr and "app/BUILD.toml:4" in r.stderr, r.stderr
+
+
+def test_trees_only_image_and_missing_tree(workspace, cli):
+    workspace.write("app/BUILD.toml", '[[image]]\nname = "zones"\ntzdata = ["UTC"]\n'
+                                      'trees = [{ src = "/lib/terminfo" }]\n'
+                                      '\n[[image]]\nname = "bad"\ntrees = [{ src = "/no/such/dir" }]\n')
+    r = cli("build", "//app:zones", "--json", "--no-load", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    bad = cli("build", "//app:bad", "--no-load", cwd=workspace.root)
+    assert bad.returncode == 2 and "`/no/such/dir` is not a directory" in bad.stderr, bad.stderr
