@@ -93,17 +93,27 @@ class Action:
 
 @functools.cache
 def code_digest(function: str) -> str:
-    """The digest of the source of the module an action function lives in.
+    """The digest of the code an action function runs: every source file of its top-level package.
 
     Part of every key, so a new minibuild (or an edited custom rule) never reuses outputs written by
-    different code; `version` stays for changes outside that module.
+    different code, whichever module of the package changed (an action calls into the ELF resolver,
+    the OCI writer, ...); `version` stays for changes outside the package.
     """
     module = function.partition(":")[0]
-    spec = importlib.util.find_spec(module)
+    spec = importlib.util.find_spec(module.split(".")[0]) if not module.startswith("minibuild_user_rules.") \
+        else importlib.util.find_spec(module)
     if spec is None or not spec.origin or not os.path.isfile(spec.origin):
         return ""
-    with open(spec.origin, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:16]
+    if spec.submodule_search_locations is None:  # a single-file module, e.g. a workspace's rule file
+        paths = [spec.origin]
+    else:
+        paths = sorted(os.path.join(d, f) for loc in spec.submodule_search_locations
+                       for d, _, files in os.walk(loc) for f in files if f.endswith(".py"))
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            h.update(os.path.basename(path).encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return h.hexdigest()[:16]
 
 
 def action_key(manifest: dict[str, Any]) -> str:

@@ -75,7 +75,9 @@ class StatCache:
         if stat.S_ISLNK(st.st_mode):
             return "link:" + os.readlink(path)
         if stat.S_ISDIR(st.st_mode):
-            return "dir"
+            # A directory's mtime changes when an entry is added, removed or renamed: an action that
+            # listed it (a tree, a glob) runs again then.
+            return f"dir:{st.st_mtime_ns}"
         if stat.S_ISREG(st.st_mode):
             return self.digest(path, st) + f":{stat.S_IMODE(st.st_mode):o}"
         return f"special:{st.st_mode:o}"

@@ -14,7 +14,6 @@ from pydantic import field_validator
 
 from minibuild.actions import Artifact
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
-from minibuild.runtime import code_digest as runtime_code_digest
 from rules.common import Mode, Size, check_tag, image_path
 from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 
@@ -234,7 +233,7 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
         version=1,
         params={"paths": binaries, "sysroot": sysroot, "env": env, "workdir": a.workdir or "/",
                 "platform": platform, "overlay": {dest: art.path for dest, art in overlay.items()},
-                "runtime": runtime, "code": runtime_code_digest()},
+                "runtime": runtime},
         inputs=sorted(set(overlay.values()) | ({nsswitch_conf} if nsswitch_conf else set())),
         outputs=[closure],
         description=f"resolving the ELF closure of `{ctx.label}`{where}",

@@ -10,8 +10,6 @@ nss, libgcc, certs, zoneinfo, terminfo, python; `copy` walks the sysroot, `symbo
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import posixpath
 
 from minibuild.elf import Closure
@@ -30,7 +28,7 @@ from minibuild.runtime.symbols import imported_symbols
 from minibuild.runtime.terminfo import plan_terminfo
 from minibuild.runtime.zoneinfo import plan_tzdata
 
-__all__ = ["RuntimeFile", "RuntimeOptions", "RuntimePlan", "TreeSpec", "code_digest", "plan"]
+__all__ = ["RuntimeFile", "RuntimeOptions", "RuntimePlan", "TreeSpec", "plan"]
 
 # Where libc's dlopen of a bare name ends up when nothing else names a directory: libc's own directory
 # (a multiarch dir on Debian) first, then the other default directories.
@@ -75,22 +73,6 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
 
 
 @functools.cache
-def code_digest() -> str:
-    """The digest of the sources of minibuild.runtime and minibuild.elf.
-
-    An action key covers only the module of its function (minibuild.image_actions); the closure action's
-    output also depends on these packages, so the image rule puts this digest in its params.
-    """
-    h = hashlib.sha256()
-    here = os.path.dirname(os.path.abspath(__file__))
-    for package in (here, os.path.join(os.path.dirname(here), "elf")):
-        for name in sorted(os.listdir(package)):
-            if name.endswith(".py"):
-                with open(os.path.join(package, name), "rb") as f:
-                    h.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
-    return h.hexdigest()[:16]
-
-
 def _glibc_at_least(fs: Sysroot, libc, version: str) -> bool:
     """Whether libc.so.6 defines the symbol version GLIBC_<version> (it defines every earlier one too)."""
     if libc is None:
