@@ -269,3 +269,11 @@ def fault_proxy(registry) -> Iterator[Callable[..., Proxy]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def blob_count(ws) -> int:
+    """Blobs an image push uploads to an empty repository: its layers and its config (from the layout)."""
+    from minibuild.oci.layout import read_layout
+
+    [image] = read_layout(str(ws.root / ".minibuild/out/img/bash/oci")).images
+    return len(image.layers) + 1

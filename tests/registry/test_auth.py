@@ -9,7 +9,7 @@ import pytest
 
 from minibuild.errors import EngineError
 from minibuild.oci.registry import Credentials, load_credentials
-from tests.registry.conftest import PASSWORD, USER, docker_config
+from tests.registry.conftest import PASSWORD, USER, blob_count, docker_config
 from tests.registry.test_push import skopeo_digest
 
 pytestmark = pytest.mark.registry
@@ -20,7 +20,7 @@ def test_basic_auth_with_docker_config(image_ws, cli, auth_registry, repo, tmp_p
     ref = f"{auth_registry}/{repo}:1"
     r = cli("push", "//img:bash", "--to", ref, "--json", cwd=image_ws.root, env={"DOCKER_CONFIG": str(config)})
     assert r.returncode == 0, r.stderr
-    assert r.json()["blobs"]["uploaded"] == 4
+    assert r.json()["blobs"]["uploaded"] == blob_count(image_ws)
     assert skopeo_digest(ref, "--creds", f"{USER}:{PASSWORD}") == r.json()["digest"]
 
 
