@@ -8,9 +8,11 @@ Each is a plain function over an `ActionRun`; their JSON outputs are the contrac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import posixpath
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -237,6 +239,14 @@ def write_layers(run: ActionRun) -> None:
     closure = _read_json(run.inputs[p["closure"]])
     files = [{**f, "digest": run.digest(run.inputs[f["input"]])} for f in p["files"]]
     tree, groups = build_tree(closure, files, run.inputs, p["user"], p.get("ld_so_cache", False))
+    if not p.get("allow_secrets"):
+        _refuse_secrets(tree, run.action.owner)
+    if not p.get("keep_setuid"):
+        # setuid/setgid programs are rarely meant to be so in a container; Docker's default drops them
+        # anyway only at run time, so the image should not carry them unless asked.
+        for path, e in list(tree.entries.items()):
+            if e.kind == "file" and e.mode & 0o6000:
+                tree.entries[path] = dataclasses.replace(e, mode=e.mode & ~0o6000)
     # What the base image already has, byte for byte, is not written again.
     base_layers = _read_json(run.inputs[p["base_layers"]])["layers"] if p["base_layers"] else []
     below = {f["path"]: f for f in image_files({"layers": base_layers})}
@@ -279,6 +289,36 @@ def write_layers(run: ActionRun) -> None:
         "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
         "max_size": p.get("max_size"),
     })
+
+
+_SECRET_PATHS = re.compile(r"(^/etc/g?shadow-?$)|(/\.ssh/)|(/\.docker/config\.json$)|(/\.aws/credentials$)|"
+                           r"(/\.netrc$)|(/\.git-credentials$)")
+_SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx")
+
+
+def _refuse_secrets(tree: ImageTree, owner: object) -> None:
+    """Files that look like private keys or credentials stop the build unless `allow_secrets = true`."""
+    from minibuild.errors import InputError
+
+    for path, e in sorted(tree.entries.items()):
+        if e.kind != "file":
+            continue
+        why = "its path is a well-known credentials file" if _SECRET_PATHS.search(path) else None
+        if why is None and path.endswith(_SECRET_SUFFIXES):
+            head = e.data[:1 << 16] if e.data is not None else _head(e.source)
+            if b"PRIVATE KEY" in head:
+                why = "it holds a PRIVATE KEY"
+        if why:
+            raise InputError(f"`{owner}` would ship `{path}`, which looks like a secret: {why}",
+                             causes=(f"from {e.origin}: {e.reason}",),
+                             hint="remove it from the image, or set `allow_secrets = true` if it is meant to ship")
+
+
+def _head(source: str | None) -> bytes:
+    if not source:
+        return b""
+    with open(source, "rb") as f:
+        return f.read(1 << 16)
 
 
 def _layer_file(group: str) -> str:

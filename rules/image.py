@@ -74,6 +74,8 @@ class ImageAttrs(Attrs):
     python_packages: list[str] = []  # more sysroot directories for Python (e.g. a dist-packages package)
     trees: list[TreeAttr] = []  # any sysroot directory, copied with the ELF closure of every ELF file in it
     ld_so_cache: bool = False  # an /etc/ld.so.cache listing the image's libraries
+    allow_secrets: bool = False  # ship files that look like private keys or credentials
+    keep_setuid: bool = False  # keep setuid/setgid bits (dropped by default)
 
     @field_validator("python_packages")
     @classmethod
@@ -252,6 +254,8 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
             "base_layers": base.layers.path if base else None,
             "layering": a.layering,
             "ld_so_cache": a.ld_so_cache,
+            "allow_secrets": a.allow_secrets,
+            "keep_setuid": a.keep_setuid,
             "max_size": a.max_size,
             "compression": a.compression,
             "gzip_level": a.gzip_level,

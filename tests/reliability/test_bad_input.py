@@ -91,3 +91,48 @@ def test_bad_input(case, workspace, tally):
     again = subprocess.run([sys.executable, "-m", "minibuild", "build", "//img:ok", "--json", "--no-load"],
                            cwd=workspace.root, capture_output=True, text=True, env=env)
     assert json.loads(again.stdout)["targets"][0]["digest"] == json.loads(good.stdout)["targets"][0]["digest"]
+
+
+KEY = b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize(("dest", "content"), [("/etc/ssl/private/server.pem", KEY), ("/root/.ssh/id_ed25519", b"x"),
+                                               ("/etc/shadow", b"root:*:19000::::::\n"),
+                                               ("/root/.docker/config.json", b"{}")])
+def test_secrets_refused_unless_allowed(dest, content, workspace, cli, tally):
+    workspace.write("img/s", "")
+    (workspace.root / "img/s").write_bytes(content)
+    workspace.write("img/BUILD.toml", f'[[image]]\nname = "x"\nbinaries = ["/bin/sh"]\n'
+                                      f'files = [{{ src = "s", dest = "{dest}" }}]\n')
+    tally["cases"] += 1
+    r = cli("build", "//img:x", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2 and "looks like a secret" in r.stderr and dest in r.stderr, r.stderr
+    assert "allow_secrets" in r.stderr
+    tally["clean_errors"] += 1
+    workspace.write("img/BUILD.toml", f'[[image]]\nname = "x"\nbinaries = ["/bin/sh"]\nallow_secrets = true\n'
+                                      f'files = [{{ src = "s", dest = "{dest}" }}]\n')
+    assert cli("build", "//img:x", "--no-load", cwd=workspace.root).returncode == 0
+
+
+def test_setuid_dropped_unless_kept(workspace, cli):
+    import tarfile
+
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "su"\nbinaries = ["/usr/bin/su"]\n')
+    r = cli("build", "//img:su", "--json", "--no-load", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    assert os.stat("/usr/bin/su").st_mode & 0o4000  # the source is setuid
+
+    def mode_in_image(result) -> int:
+        target = result.json()["targets"][0]
+        for layer in target["layers"]:
+            blob = workspace.root / target["oci"] / "blobs/sha256" / layer["digest"].split(":")[1]
+            with tarfile.open(blob) as tar:
+                for m in tar.getmembers():
+                    if m.name == "usr/bin/su":
+                        return m.mode
+        raise AssertionError("no /usr/bin/su in the image")
+
+    assert mode_in_image(r) & 0o6000 == 0
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "su"\nbinaries = ["/usr/bin/su"]\nkeep_setuid = true\n')
+    kept = cli("build", "//img:su", "--json", "--no-load", cwd=workspace.root)
+    assert mode_in_image(kept) & 0o4000
