@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -191,7 +192,12 @@ class Executor:
             raise InputError(f"source `{art.path}` of `{action.owner}` resolves outside the workspace "
                              f"(to `{real}`)", hint="symlinks in the workspace must point inside it")
         try:
-            return self.stat_cache.digest(host)
+            st = os.stat(host)
+            if not stat.S_ISREG(st.st_mode):
+                kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a device, socket or pipe"
+                raise InputError(f"source `{art.path}` of `{action.owner}` is {kind}, not a regular file",
+                                 hint="only regular files (and symlinks to them) go into images")
+            return self.stat_cache.digest(host, st)
         except FileNotFoundError:
             raise InputError(f"source file `{art.path}` of `{action.owner}` does not exist",
                              hint="check the path; it is relative to the package's BUILD.toml") from None

@@ -136,3 +136,13 @@ def test_setuid_dropped_unless_kept(workspace, cli):
     workspace.write("img/BUILD.toml", '[[image]]\nname = "su"\nbinaries = ["/usr/bin/su"]\nkeep_setuid = true\n')
     kept = cli("build", "//img:su", "--json", "--no-load", cwd=workspace.root)
     assert mode_in_image(kept) & 0o4000
+
+
+def test_pipe_as_source_is_refused_not_read(workspace, cli, tally):
+    os.mkfifo(workspace.root / "img-pipe")
+    workspace.write("img/BUILD.toml", '[[image]]\nname = "x"\nbinaries = ["/bin/sh"]\n'
+                                      'files = [{ src = "../img-pipe", dest = "/p" }]\n')
+    tally["cases"] += 1
+    r = cli("build", "//img:x", "--no-load", cwd=workspace.root, timeout=60)
+    assert r.returncode == 2 and "a device, socket or pipe" in r.stderr, r.stderr
+    tally["clean_errors"] += 1
