@@ -28,11 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from minibuild import daemon, ui
     from minibuild.build import build
-    from minibuild.errors import InputError
     from minibuild.workspace import Workspace
 
-    if args.jobs < 1:
-        raise InputError(f"`--jobs` must be at least 1, got {args.jobs}")
     started = time.monotonic()
     workspace = Workspace.find()
     package = workspace.relative_dir(os.getcwd())

@@ -8,9 +8,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 1, got `{text}`")
+    return value
+
+
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    """The build options shared by load, run and push."""
-    p.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1,
+    """The build options shared by build, test, load, run and push."""
+    p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1,
                    help="actions run at once (default: number of cores)")
     p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
 
@@ -25,8 +35,6 @@ def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bo
     from minibuild.errors import InputError
     from minibuild.workspace import Workspace
 
-    if args.jobs < 1:
-        raise InputError(f"`--jobs` must be at least 1, got {args.jobs}")
     workspace = Workspace.find()
     package = workspace.relative_dir(os.getcwd())
     progress = ui.Progress(args.plain or quiet)

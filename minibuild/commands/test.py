@@ -57,8 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from minibuild.errors import EngineError, InputError
     from minibuild.workspace import Workspace
 
-    if args.jobs < 1:
-        raise InputError(f"`--jobs` must be at least 1, got {args.jobs}")
     started = time.monotonic()
     workspace = Workspace.find()
     package = workspace.relative_dir(os.getcwd())
