@@ -13,6 +13,7 @@ import json
 import os
 import posixpath
 import re
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -52,10 +53,9 @@ def _read_json(path: str) -> Any:
 
 def resolve_closure(run: ActionRun) -> None:
     from minibuild import elf, runtime
-    from minibuild.elf.sysroot import Sysroot
+    from minibuild.runtime.model import RuntimePlan
 
     p = run.params
-    sysroot = p["sysroot"]
     overlay = {dest: run.inputs[art] for dest, art in p.get("overlay", {}).items()}
     options = elf.ResolveOptions(env=tuple(sorted(p["env"].items())), workdir=p["workdir"],
                                  overlay=tuple(overlay.items()))
@@ -68,10 +68,46 @@ def resolve_closure(run: ActionRun) -> None:
             with open(run.inputs[conf], encoding="utf-8", errors="replace") as f:
                 text = f.read()
         runtime_options = runtime.RuntimeOptions.from_params({**rt, "nsswitch_conf": text, "env": p["env"]})
+    probe = p.get("probe") or {}
+    found = RuntimePlan()  # what the probe found, with its ELF roots
+    reports: dict[str, Any] = {}
+    for round_ in range(1, MAX_PROBE_ROUNDS + 1):
+        doc = _closure_document(run, options, runtime_options, overlay, found)
+        if not probe:
+            break
+        added, results = _probe_round(run, doc, found, overlay)
+        for r in results:
+            reports[shlex.join(r.command)] = {"command": list(r.command), "exit_code": r.exit_code,
+                                              "rounds": round_, "output": r.output}
+        if not added:
+            break
+    else:
+        run.warn(f"`probe` still found new files after {MAX_PROBE_ROUNDS} rounds; stopped there")
+    if probe:
+        for command, r in reports.items():
+            r["added"] = sorted(e["path"] for e in (*doc["entries"], *doc["runtime"])
+                                if e["reason"] == PROBE_REASON + command)
+            if r["exit_code"] != 0:
+                how = "was stopped after its timeout" if r["exit_code"] is None else f"exited with {r['exit_code']}"
+                run.warn(f"probe `{command}` {how} in the finished image; its last output:\n{r['output']}")
+        doc["probe"] = list(reports.values())
+    _write_json(_only_output(run), doc)
+    for w in doc["warnings"]:
+        run.warn(w)
+
+
+def _closure_document(run: ActionRun, options: Any, runtime_options: Any, overlay: dict[str, str],
+                      found: Any) -> dict[str, Any]:
+    """The static closure of the binaries and of what `found` (the probe) added, with runtime files."""
+    from minibuild import elf, runtime
+    from minibuild.elf.sysroot import Sysroot
+
+    p = run.params
+    sysroot = p["sysroot"]
     # Runtime files may bring more ELF roots (NSS modules, libgcc_s, extension modules), whose closures may
     # trigger more runtime files: resolve again until nothing new comes (two rounds in practice).
-    roots = list(p["paths"])
-    extra: dict[str, tuple[str, str]] = {}
+    roots = list(p["paths"]) + sorted(r for r in found.elf_roots if r not in p["paths"])
+    extra: dict[str, tuple[str, str]] = {path: (reason, "libs") for path, (reason, _) in found.elf_roots.items()}
     fs = Sysroot(sysroot, overlay)
     plan = None
     for _ in range(8):
@@ -111,17 +147,20 @@ def resolve_closure(run: ActionRun) -> None:
         else:
             role = "libs"
         roles[obj.path] = role
+    # An extra root may be asked for through a symlinked directory (/lib/...); the copy plan has its real path.
+    extra_reason = {o.realpath: extra[o.path][0] for o in closure.objects if o.path in extra and o.loader is None}
     entries = []
     for e in closure.entries:
         digest = run.digest(e.source) if e.kind == "file" and e.source else None
         # Stored outputs are read-only in the cache; a program shipped from one is executable in the image.
         mode = 0o755 if e.path in overlay else e.mode
-        reason = extra[e.path][0] if e.path in extra and e.reason == "binary" else e.reason
+        reason = extra_reason.get(e.path, e.reason) if e.reason == "binary" else e.reason
         entries.append({"path": e.path, "kind": e.kind, "mode": mode, "target": e.target, "source": e.source,
                         "digest": digest, "size": e.size, "reason": reason})
     planned = {e["path"] for e in entries}
     runtime_files = []
-    for f in (plan.files.values() if plan else ()):
+    more = [f for f in found.files.values() if plan is None or f.path not in plan.files]
+    for f in [*(plan.files.values() if plan else ()), *more]:
         if f.path in planned:
             continue
         digest = run.digest(f.source) if f.kind == "file" and f.source else None
@@ -131,13 +170,82 @@ def resolve_closure(run: ActionRun) -> None:
     objects = [{"path": o.path, "realpath": o.realpath, "names": list(o.names), "loader": o.loader,
                 "needed": [list(n) for n in o.needed], "role": roles[o.path], "soname": o.soname,
                 "interpreter": o.is_interpreter} for o in closure.objects]
-    warnings = [*closure.warnings, *(plan.warnings if plan else ())]
-    _write_json(_only_output(run), {
+    return {
         "roots": list(closure.roots), "entries": entries, "objects": objects, "runtime": runtime_files,
-        "warnings": warnings, "architecture": closure.architecture, "variant": closure.variant,
-    })
-    for w in warnings:
-        run.warn(w)
+        "warnings": [*closure.warnings, *(plan.warnings if plan else ()), *found.warnings],
+        "architecture": closure.architecture, "variant": closure.variant,
+    }
+
+
+MAX_PROBE_ROUNDS = 8
+PROBE_REASON = "probe: "
+# Paths never taken from the sysroot for the probe: the kernel's and the runtime's, scratch and home
+# directories (with sysroot `/` they are the build machine's own), and the loader's cache of the sysroot.
+_PROBE_SKIP_DIRS = ("/proc", "/sys", "/dev", "/tmp", "/var/tmp", "/run", "/var/run", "/root", "/home", "/mnt",
+                    "/media", "/var/log")
+# /etc/hosts, /etc/hostname and /etc/resolv.conf are the container runtime's to provide.
+_PROBE_SKIP_FILES = ("/", "/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/hosts", "/etc/hostname",
+                     "/etc/resolv.conf", "/etc/mtab")
+
+
+def _parents(path: str) -> list[str]:
+    out = []
+    while path not in ("/", ""):
+        path = posixpath.dirname(path)
+        out.append(path)
+    return out
+
+
+def _probe_round(run: ActionRun, doc: dict[str, Any], found: Any, overlay: dict[str, str]) -> tuple[int, list[Any]]:
+    """Run every probe command in the image as `doc` makes it; add to `found` what they looked for that the
+    sysroot has and the image has not. Returns how many entries were added, and the results."""
+    import stat
+    import tempfile
+
+    from minibuild import probe
+    from minibuild.elf.sysroot import Sysroot
+    from minibuild.runtime.copy import copy_path
+    from minibuild.runtime.model import RuntimeFile
+
+    p = run.params
+    spec = p["probe"]
+    if spec.get("platform_arch") and spec["platform_arch"] != host_architecture():
+        from minibuild.errors import InputError
+
+        raise InputError(f"`probe` runs the image's programs, which are for `{spec['platform_arch']}`; this "
+                         f"machine is `{host_architecture()}`", hint="probe the image of the host's platform only")
+    files = [{**f, "digest": run.digest(run.inputs[f["input"]])} for f in spec["files"]]
+    tree, _ = build_tree(doc, files, run.inputs, spec["user_name"], spec["ld_so_cache"])
+    work = os.path.dirname(_only_output(run))
+    with tempfile.TemporaryDirectory(dir=work, prefix="probe-", ignore_cleanup_errors=True) as tmp:
+        image = os.path.join(tmp, "image")
+        os.mkdir(image)
+        probe.materialize(tree, image)
+        results = []
+        for i, command in enumerate(spec["commands"]):
+            log = os.path.join(tmp, str(i), "trace")
+            os.mkdir(os.path.dirname(log))
+            results.append(probe.run_probe(command, image, p["sysroot"], env=p["env"], workdir=p["workdir"],
+                                           user=spec["user"], timeout=spec["timeout"], log=log))
+    # The image has a path when the tree has it, or has something below it (directories are implied).
+    present = set(tree.entries) | {d for path in tree.entries for d in _parents(path)}
+    fs = Sysroot(p["sysroot"], overlay)
+    before = len(found.files) + len(found.elf_roots)
+    for r in results:
+        reason = PROBE_REASON + shlex.join(r.command)
+        for path in r.paths:
+            if path in _PROBE_SKIP_FILES or any(path == d or path.startswith(d + "/") for d in _PROBE_SKIP_DIRS):
+                continue
+            if tree.canonical(path) in present or path in overlay:
+                continue
+            real = copy_path(fs, path, reason, found)
+            look = fs.lookup(path) if real is not None else None
+            if look is not None and look.st is not None and stat.S_ISDIR(look.st.st_mode) \
+                    and tree.canonical(real) not in present:
+                found.add(RuntimeFile(real, "dir", stat.S_IMODE(look.st.st_mode), reason))
+    root = p["sysroot"].rstrip("/")
+    run.discover(*(root + path for path in fs.probed if path not in overlay))
+    return len(found.files) + len(found.elf_roots) - before, results
 
 
 def _etc_files(user: str) -> list[TreeEntry]:

@@ -76,6 +76,9 @@ class ImageAttrs(Attrs):
     ld_so_cache: bool = False  # an /etc/ld.so.cache listing the image's libraries
     allow_secrets: bool = False  # ship files that look like private keys or credentials
     keep_setuid: bool = False  # keep setuid/setgid bits (dropped by default)
+    # Commands run in the finished image under strace; what they look for and the sysroot has is added.
+    probe: list[list[str]] = []
+    probe_timeout: int = 60  # seconds each probe command may run before it is stopped (its trace still counts)
 
     @field_validator("python_packages")
     @classmethod
@@ -104,6 +107,21 @@ class ImageAttrs(Attrs):
                 raise ValueError(f"platform `{p}` must look like `linux/amd64` or `linux/arm64/v8`")
         if len(set(v)) != len(v):
             raise ValueError("a platform is listed twice")
+        return v
+
+    @field_validator("probe")
+    @classmethod
+    def _probe(cls, v: list[list[str]]) -> list[list[str]]:
+        for command in v:
+            if not command or not command[0]:
+                raise ValueError('each probe is a command with its arguments, e.g. `["python3", "-c", "import ssl"]`')
+        return v
+
+    @field_validator("probe_timeout")
+    @classmethod
+    def _probe_timeout(cls, v: int) -> int:
+        if not 1 <= v <= 3600:
+            raise ValueError("probe_timeout is 1 to 3600 seconds")
         return v
 
     @field_validator("gzip_level")
@@ -223,6 +241,12 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
     closure = ctx.actions.declare(prefix + "closure.json")
     # An /etc/nsswitch.conf the image ships itself replaces the generated one; the modules it names are added.
     nsswitch_conf = next((e.artifact for e in files if e.dest == "/etc/nsswitch.conf"), None)
+    # The probe runs in the image as it will be, so it sees the image's own files too.
+    probe = {
+        "commands": a.probe, "timeout": a.probe_timeout, "user": config_params["user"], "user_name": a.user,
+        "ld_so_cache": a.ld_so_cache, "platform_arch": platform.split("/")[1] if platform else None,
+        "files": [{"dest": e.dest, "mode": e.mode, "input": e.artifact.path, "origin": e.origin} for e in files],
+    } if a.probe else None
     runtime = {
         "nsswitch": a.nsswitch, "nsswitch_conf": nsswitch_conf.path if nsswitch_conf else None,
         "ca_certificates": a.ca_certificates, "tzdata": a.tzdata, "terminfo": a.terminfo,
@@ -235,8 +259,9 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
         version=1,
         params={"paths": binaries, "sysroot": sysroot, "env": env, "workdir": a.workdir or "/",
                 "platform": platform, "overlay": {dest: art.path for dest, art in overlay.items()},
-                "runtime": runtime},
-        inputs=sorted(set(overlay.values()) | ({nsswitch_conf} if nsswitch_conf else set())),
+                "runtime": runtime, **({"probe": probe} if probe else {})},
+        inputs=sorted(set(overlay.values()) | ({nsswitch_conf} if nsswitch_conf else set())
+                      | ({e.artifact for e in files} if probe else set())),
         outputs=[closure],
         description=f"resolving the ELF closure of `{ctx.label}`{where}",
         discovers_inputs=True,
