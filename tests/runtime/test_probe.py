@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,33 @@ def test_parse_trace_keeps_what_the_image_looked_up():
         "/srv", "/usr/bin/app", "/srv/data/conf", "/usr/lib/libx.so", "/etc/café", "/up",
     ]
     assert unescape('a\\"b\\\\c\\n') == 'a"b\\c\n'
+
+
+def test_a_probe_that_runs_too_long_is_stopped_and_its_trace_used(workspace, cli):
+    workspace.write("app/BUILD.toml", """
+[[image]]
+name = "sleeper"
+binaries = ["/usr/bin/sh"]
+probe = [["sh", "-c", "cat /etc/os-release > /dev/null; sleep 60"]]
+probe_timeout = 2
+""")
+    started = time.monotonic()
+    r = cli("build", "//app:sleeper", "--no-load", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - started < 30
+    assert "was stopped after its timeout" in r.stderr, r.stderr
+    files = _files(workspace.root, "sleeper")
+    # What it did before the timeout counts: the programs it ran and the file it read.
+    assert files["/usr/bin/cat"]["reason"].startswith("probe: sh -c") and "/usr/bin/sleep" in files
+    assert any(p.endswith("os-release") and f["kind"] == "file" for p, f in files.items())
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("[[]]", "each probe is a command with its arguments"),
+    ('["ls"]', "probe"),
+])
+def test_bad_probe_values_are_input_errors(workspace, cli, value, message):
+    workspace.write("app/BUILD.toml", f'[[image]]\nname = "x"\nbinaries = ["/usr/bin/ls"]\nprobe = {value}\n')
+    r = cli("build", "//app:x", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert message in r.stderr and "app/BUILD.toml" in r.stderr, r.stderr
