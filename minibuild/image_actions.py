@@ -76,6 +76,9 @@ def resolve_closure(run: ActionRun) -> None:
         if not probe:
             break
         added, results = _probe_round(run, doc, found, overlay)
+        if not all(r.overlay for r in results) and round_ == 1:
+            run.warn("overlayfs is not available here: `probe` ran its commands in the image alone, so it finds "
+                     "only what they ask for by name")
         for r in results:
             reports[shlex.join(r.command)] = {"command": list(r.command), "exit_code": r.exit_code,
                                               "rounds": round_, "output": r.output}

@@ -48,6 +48,7 @@ class ProbeResult:
     paths: tuple[str, ...]  # in-image absolute paths the command looked for, normalised, sorted, unique
     exit_code: int | None  # None when it ran out of time and was killed
     output: str  # the tail of its stdout and stderr, for messages
+    overlay: bool = True  # False: overlayfs was not available and the command saw the image alone
 
 
 def unescape(text: str) -> str:
@@ -175,7 +176,7 @@ cp -a "$image/." "$mnt/image/"
 root=$mnt/root
 if ! mount -t overlay overlay -o "lowerdir=$mnt/image:$sysroot,upperdir=$mnt/upper,workdir=$mnt/work" "$root" \
         2>/dev/null; then
-    echo "minibuild: overlayfs is not available; the probe runs in the image alone" >&2
+    echo "NO_OVERLAY" >&2
     root=$mnt/image
 fi
 mount -t proc proc "$root/proc"
@@ -189,7 +190,8 @@ done
 [ "$ids" = - ] && ids=
 exec "$strace" -f -qq -y -s 4096 -e trace=%file,%process -o "$log" -- "$unshare" --root="$root" --wd="$wd" \
     $ids "$@"
-""".replace("DEVICES", " ".join(DEVICES))
+""".replace("DEVICES", " ".join(DEVICES)).replace("NO_OVERLAY", "minibuild: no overlayfs")
+_NO_OVERLAY = "minibuild: no overlayfs\n"
 
 
 def user_ids(user: str, rootfs: str) -> tuple[int, int] | None:
@@ -244,6 +246,8 @@ def run_probe(command: Sequence[str], image: str, sysroot: str, *, env: dict[str
         out, _ = proc.communicate()
         code = None
     text = out.decode("utf-8", "replace")
+    overlay = not text.startswith(_NO_OVERLAY)
+    text = text.removeprefix(_NO_OVERLAY)
     try:
         with open(log, encoding="latin-1") as f:
             lines = f.read().splitlines()
@@ -255,4 +259,4 @@ def run_probe(command: Sequence[str], image: str, sysroot: str, *, env: dict[str
                          hint="`probe` runs as root, or needs unprivileged user namespaces "
                               "(sysctl kernel.unprivileged_userns_clone=1)")
     paths = parse_trace(lines, workdir or "/")
-    return ProbeResult(tuple(command), tuple(sorted(set(paths))), code, "\n".join(text.splitlines()[-10:]))
+    return ProbeResult(tuple(command), tuple(sorted(set(paths))), code, "\n".join(text.splitlines()[-10:]), overlay)

@@ -33,8 +33,8 @@ def chain(closure: dict, layers: dict, path: str) -> list[str] | None:
         o = obj
         while o is not None:
             loader = by_path.get(o["loader"]) if o["loader"] else None
-            if loader is None:
-                steps.append(f"{o['path']} (binary)")
+            if loader is None:  # a binary, or a root runtime files or the probe added: say which
+                steps.append(f"{o['path']} ({(files.get(o['realpath']) or {}).get('reason', 'binary')})")
             elif o.get("interpreter"):
                 steps.append(f"  -> PT_INTERP of {loader['path']} -> {o['path']}")
             else:
