@@ -149,16 +149,16 @@ def materialize(tree: ImageTree, dest: str) -> None:
             open(path, "wb").close()
 
 
-def tools() -> tuple[str, str]:
-    """Host paths of strace and unshare; a clear error naming the package when one is missing."""
+def tools() -> tuple[str, str, str]:
+    """Host paths of strace, unshare and setpriv; a clear error naming the package when one is missing."""
     found = []
-    for tool, package in (("strace", "strace"), ("unshare", "util-linux")):
+    for tool, package in (("strace", "strace"), ("unshare", "util-linux"), ("setpriv", "util-linux")):
         path = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/bin:/bin")
         if path is None:
             raise BuildError(f"`probe` needs `{tool}` on the build machine, and it is not on PATH",
                              hint=f"install it (Debian: `apt-get install {package}`), or drop `probe`")
         found.append(path)
-    return found[0], found[1]
+    return found[0], found[1], found[2]
 
 
 # Runs in the new namespaces: the image is copied to a tmpfs (an overlay layer must not sit inside another,
@@ -224,10 +224,13 @@ def run_probe(command: Sequence[str], image: str, sysroot: str, *, env: dict[str
               timeout: float, log: str) -> ProbeResult:
     """Run `command` in the image tree written at `image` (over `sysroot`) under strace: the paths it
     looked for, its exit status and the tail of its output."""
-    strace, unshare = tools()
-    ns = [unshare, "--mount", "--pid", "--net", "--ipc", "--uts", "--kill-child", "--propagation", "private"]
+    strace, unshare, setpriv = tools()
+    # If minibuild dies (killed mid-build), so does the probe: setpriv makes unshare die with its parent,
+    # and --kill-child takes the new PID namespace, everything the command started, with it.
+    ns = [setpriv, "--pdeathsig", "KILL", "--", unshare, "--mount", "--pid", "--net", "--ipc", "--uts",
+          "--kill-child", "--propagation", "private"]
     if os.geteuid() != 0:
-        ns[1:1] = ["--map-root-user"]
+        ns[5:5] = ["--map-root-user"]
     ids = user_ids(user, image)
     mnt = os.path.join(os.path.dirname(log), "mnt")
     os.makedirs(mnt, exist_ok=True)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -190,3 +191,33 @@ def test_bad_probe_values_are_input_errors(workspace, cli, value, message):
     r = cli("build", "//app:x", "--no-load", cwd=workspace.root)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert message in r.stderr and "app/BUILD.toml" in r.stderr, r.stderr
+
+
+def _running(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_killing_minibuild_mid_probe_leaves_no_process_behind(workspace):
+    marker = "sleep 287"  # a duration nothing else uses, to find the probe's process
+    workspace.write("app/BUILD.toml", f"""
+[[image]]
+name = "sleeper"
+binaries = ["/usr/bin/sh"]
+probe = [["sh", "-c", "{marker}"]]
+probe_timeout = 600
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "minibuild", "build", "//app:sleeper", "--no-load"],
+                            cwd=workspace.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _running(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _running(marker), "the probe never started"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while _running(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(marker)
