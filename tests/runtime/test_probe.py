@@ -194,8 +194,17 @@ def test_bad_probe_values_are_input_errors(workspace, cli, value, message):
 
 
 def _running(marker: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+    """Command lines of the running processes that contain `marker`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in args:
+            found.append(f"{pid} {args}")
+    return found
 
 
 def test_killing_minibuild_mid_probe_leaves_no_process_behind(workspace):
