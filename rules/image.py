@@ -70,6 +70,8 @@ class ImageAttrs(Attrs):
     tzdata: bool | list[str] | None = None  # true: all of /usr/share/zoneinfo; names; auto: the zone of env TZ
     terminfo: bool | list[str] | None = None  # auto: a small default set when the closure has libtinfo/libncurses
     libgcc_s: bool | None = None  # auto: when the closure imports pthread_cancel/pthread_exit/backtrace
+    gconv: bool | list[str] | None = None  # charsets (`UTF-16`); true: all modules; auto: a few if iconv_open is used
+    locales: bool | list[str] | None = None  # names (`en_US.UTF-8`); true: all; auto: those of env LANG/LC_*
     python_stdlib: Literal["minimal", "full", "none"] = "minimal"  # for a python3.X binary
     python_packages: list[str] = []  # more sysroot directories for Python (e.g. a dist-packages package)
     trees: list[TreeAttr] = []  # any sysroot directory, copied with the ELF closure of every ELF file in it
@@ -251,6 +253,7 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
         "nsswitch": a.nsswitch, "nsswitch_conf": nsswitch_conf.path if nsswitch_conf else None,
         "ca_certificates": a.ca_certificates, "tzdata": a.tzdata, "terminfo": a.terminfo,
         "libgcc_s": a.libgcc_s, "python_stdlib": a.python_stdlib, "python_packages": a.python_packages,
+        "gconv": a.gconv, "locales": a.locales,
         "trees": [{"src": t.src, "exclude": t.exclude} for t in a.trees],
     }
     ctx.actions.run(

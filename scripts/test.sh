@@ -22,7 +22,7 @@ APT_PACKAGES=(
     docker.io docker-registry skopeo chromium
     apache2-utils pax-utils musl-tools
     gcc libc6-dev gcc-aarch64-linux-gnu libc6-arm64-cross libc6-dev-arm64-cross
-    patchelf strace ca-certificates curl openssl xz-utils bzip2 zstd jq sqlite3
+    patchelf strace ca-certificates curl openssl xz-utils bzip2 zstd jq sqlite3 locales
 )
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

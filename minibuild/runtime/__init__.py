@@ -2,9 +2,9 @@
 
 `plan(closure, fs, options)` looks at a resolved closure (sonames, imported symbols, program names) and
 returns what to add: sysroot files and trees, generated files, and more ELF roots (NSS modules,
-libgcc_s.so.1, Python extension modules) whose own closures the caller resolves. One module per concern:
-nss, libgcc, certs, zoneinfo, terminfo, python; `copy` walks the sysroot, `symbols` reads imports,
-`ldcache` writes /etc/ld.so.cache.
+libgcc_s.so.1, gconv modules, Python extension modules) whose own closures the caller resolves. One module
+per concern: nss, libgcc, certs, zoneinfo, terminfo, locales, gconv, python; `copy` walks the sysroot,
+`symbols` reads imports, `ldcache` writes /etc/ld.so.cache.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from minibuild.elf.sysroot import Sysroot
 from minibuild.errors import InputError
 from minibuild.runtime.certs import plan_certs
 from minibuild.runtime.copy import copy_tree
+from minibuild.runtime.gconv import TRIGGERS as GCONV_TRIGGERS
+from minibuild.runtime.gconv import plan_gconv
 from minibuild.runtime.libgcc import SONAME as LIBGCC
 from minibuild.runtime.libgcc import TRIGGERS as LIBGCC_TRIGGERS
 from minibuild.runtime.libgcc import plan_libgcc
+from minibuild.runtime.locales import TRIGGERS as LOCALE_TRIGGERS
+from minibuild.runtime.locales import plan_locales
 from minibuild.runtime.model import RuntimeFile, RuntimeOptions, RuntimePlan, TreeSpec
 from minibuild.runtime.nss import plan_nss
 from minibuild.runtime.python import plan_python
@@ -55,8 +59,11 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
     for o in objects:
         if o.is_interpreter:
             continue
-        for sym in imported_symbols(fs.host(o.realpath)) & LIBGCC_TRIGGERS:
+        for sym in imported_symbols(fs.host(o.realpath)) & (LIBGCC_TRIGGERS | GCONV_TRIGGERS | LOCALE_TRIGGERS):
             importers.setdefault(sym, []).append(o.path)
+
+    def users(triggers: frozenset[str]) -> list[str]:
+        return sorted({o for sym in triggers for o in importers.get(sym, ())})
 
     plan_nss(out, libc_path=libc.path if libc else None, builtin_files_dns=_glibc_at_least(fs, libc, "2.34"),
              want=options.nsswitch, user_conf=options.nsswitch_conf, find_lib=find_lib)
@@ -64,6 +71,11 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
     plan_certs(out, fs, want=options.ca_certificates, sonames=sonames)
     plan_tzdata(out, fs, want=options.tzdata, tz=dict(options.env).get("TZ"))
     plan_terminfo(out, fs, want=options.terminfo, sonames=sonames)
+    # A non-UTF-8 locale's charset is converted by libc through its gconv module: locales come first.
+    charsets = plan_locales(out, fs, want=options.locales, glibc=libc is not None, importers=users(LOCALE_TRIGGERS),
+                            env=dict(options.env))
+    plan_gconv(out, fs, want=options.gconv, libc_realpath=libc.realpath if libc else None,
+               importers=users(GCONV_TRIGGERS), charsets=charsets)
     executables = [o.realpath for o in objects if o.loader is None and not o.is_interpreter and o.path in closure.roots]
     plan_python(out, fs, executables=executables, mode=options.python_stdlib, packages=options.python_packages)
     for spec in options.trees:

@@ -28,6 +28,8 @@ class RuntimeOptions:
     tzdata: bool | tuple[str, ...] | None = None
     terminfo: bool | tuple[str, ...] | None = None
     libgcc_s: bool | None = None
+    gconv: bool | tuple[str, ...] | None = None
+    locales: bool | tuple[str, ...] | None = None
     python_stdlib: str = "minimal"  # "minimal" | "full" | "none"
     python_packages: tuple[str, ...] = ()
     trees: tuple[TreeSpec, ...] = ()
@@ -42,6 +44,7 @@ class RuntimeOptions:
             nsswitch=p.get("nsswitch"), nsswitch_conf=p.get("nsswitch_conf"),
             ca_certificates=p.get("ca_certificates"), tzdata=names(p.get("tzdata")),
             terminfo=names(p.get("terminfo")), libgcc_s=p.get("libgcc_s"),
+            gconv=names(p.get("gconv")), locales=names(p.get("locales")),
             python_stdlib=p.get("python_stdlib", "minimal"), python_packages=tuple(p.get("python_packages", ())),
             trees=tuple(TreeSpec(t["src"], tuple(t.get("exclude", ())), "tree") for t in p.get("trees", ())),
             env=tuple(sorted(p.get("env", {}).items())),

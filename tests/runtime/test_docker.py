@@ -243,5 +243,7 @@ def test_examples_runtime_programs_pass(tmp_path, cli, docker_engine):
     out = r.json()
     assert {t["label"] for t in out["tests"]} == {
         "//images:python_test", "//images:curl_test", "//images:hello_test", "//images:plugins_test",
-        "//images:plugins_nocache_test"}
+        "//images:plugins_nocache_test", "//charsets:iconv_test", "//charsets:iconv_nogconv_test",
+        "//charsets:iconv_japanese_test", "//charsets:locale_test", "//charsets:locale_nolocales_test",
+        "//probe:python_test"}
     assert out["failed"] == 0 and out["passed"] >= 20
