@@ -44,8 +44,12 @@ def source_date_epoch() -> int:
 def make_registry(workspace: Workspace) -> RuleRegistry:
     registry = RuleRegistry()
     registry.load_builtins()
-    for rel in workspace.config.rules.load:
-        registry.load_file(workspace.root, rel)
+    for i, rel in enumerate(workspace.config.rules.load):
+        try:
+            registry.load_file(workspace.root, rel)
+        except InputError as exc:  # say which entry of `rules.load`, and on which line
+            raise InputError(exc.message, origin=workspace.config_origin(("rules", "load"), f"rules.load[{i}]"),
+                             hint=exc.hint, causes=exc.causes) from None
     return registry
 
 

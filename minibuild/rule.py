@@ -129,7 +129,11 @@ class RuleRegistry:
 
     def load_file(self, root: Path, rel: str) -> None:
         path = (root / rel).resolve()
-        if root.resolve() not in path.parents or not path.is_file():
+        try:
+            found = root.resolve() in path.parents and path.is_file()
+        except OSError:  # a name too long for the file system
+            found = False
+        if not found:
             raise InputError(f"cannot load rules from `{rel}`: no such file in the workspace",
                              origin=Origin(file="workspace.toml", attribute="rules.load"))
         # Unique per file (a/b.py and a_b.py must not collide) and stable, so action functions

@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,22 +63,67 @@ def parse_toml(path: Path, root: Path) -> dict[str, Any]:
     """Parse a TOML file; a syntax error becomes an InputError naming the file and line."""
     rel = _rel(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"`{rel}` is not UTF-8 text: {exc.reason}", origin=Origin(file=rel)) from None
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read `{rel}`: {exc.strerror}", origin=Origin(file=rel)) from None
     try:
-        return tomllib.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"`{rel}` is not UTF-8 text: {exc.reason} (byte {exc.start + 1})",
+                         origin=Origin(file=rel, line=data.count(b"\n", 0, exc.start) + 1),
+                         hint="save the file as UTF-8") from None
+    try:
+        parsed = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         line = int(match.group(1)) if match else None
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        if line is None and "(at end of document)" in str(exc):
+            line = text.rstrip("\n").count("\n") + 1
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
         raise InputError(
             f"TOML syntax error in `{rel}`: {reason}",
             origin=Origin(file=rel, line=line),
             hint="see https://toml.io for the syntax; strings need quotes, tables `[[rule]]` headers",
         ) from None
+    _refuse_nul(parsed, rel, text)
+    return parsed
+
+
+def _refuse_nul(data: dict[str, Any], rel: str, text: str) -> None:
+    """A NUL character (TOML `\\u0000`) is valid TOML but can be no path, label, argument or environment
+    value (the operating system cuts the string there or refuses it), so a file holding one is refused."""
+    found = _find_nul(data)
+    if found is None:
+        return
+    where = found.replace("\0", "\\u0000")  # a key may hold it too: never print the character itself
+    # A NUL cannot be written literally in TOML, only escaped: the first escape is the line to show.
+    match = re.search(r"\\(u0000|U00000000)", text)
+    raise InputError(
+        f"a NUL character (`\\u0000`) in `{where}` in `{rel}`",
+        origin=Origin(file=rel, line=text.count("\n", 0, match.start()) + 1 if match else None, attribute=where),
+        hint="no path, label, argument or environment value can hold a NUL character; remove the escape",
+    )
+
+
+def _find_nul(value: Any, where: str = "") -> str | None:
+    """The key path (`image[0].binaries[1]`) of the first key or string holding a NUL character, or None."""
+    if isinstance(value, str):
+        return where if "\0" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        path = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
+        found = path if isinstance(key, str) and "\0" in key else _find_nul(item, path)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, except that a name the file system cannot hold (too long) is simply not a file."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -134,8 +180,19 @@ class Workspace:
                 self._config = WorkspaceConfig.model_validate(raw)
             except ValidationError as exc:
                 path, message, hint = format_validation_error(exc, list(WorkspaceConfig.model_fields))
-                raise InputError(message, origin=Origin(file=WORKSPACE_FILE), hint=hint) from None
+                loc = tuple(str(part) for part in exc.errors()[0]["loc"])
+                raise InputError(message, origin=self.config_origin(loc, path), hint=hint) from None
         return self._config
+
+    def config_origin(self, loc: tuple[str, ...], attribute: str | None = None) -> Origin:
+        """Where a key of workspace.toml (`("rules", "load")`) was written: the line of the deepest part found."""
+        try:
+            text = (self.root / WORKSPACE_FILE).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        lines = _config_lines(text)
+        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        return Origin(file=WORKSPACE_FILE, line=line, attribute=attribute or ".".join(loc) or None)
 
     @property
     def loaded_packages(self) -> list[str]:
@@ -161,7 +218,7 @@ class Workspace:
         """Every package matching a pattern, without loading any of them."""
         base = self.root / pattern.package if pattern.package else self.root
         if not pattern.recursive:
-            return [pattern.package] if (base / BUILD_FILE).is_file() else []
+            return [pattern.package] if _is_file(base / BUILD_FILE) else []
         found = []
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(
@@ -178,7 +235,7 @@ class Workspace:
         if package in self._packages:
             return self._packages[package]
         path = (self.root / package / BUILD_FILE) if package else self.root / BUILD_FILE
-        if not path.is_file():
+        if not _is_file(path):
             raise InputError(
                 f"no package `//{package}`: `{_rel(path, self.root)}` does not exist",
                 hint=self._near_packages(package),
@@ -216,8 +273,8 @@ class Workspace:
                     raise InputError(
                         f"duplicate target name `{name}` in `{rel}`",
                         origin=Origin(file=rel, line=line, label=str(label)),
-                        hint=f"first declared at {rel}:{targets[name].line}; target names must be unique "
-                        "in a package",
+                        hint=f"first declared at {Origin(file=rel, line=targets[name].line or None)}; target "
+                        "names must be unique in a package",
                     )
                 body = {k: v for k, v in attrs.items() if k != "name"}
                 targets[name] = Target(label, rule_name, body, rel, line or 0, key_lines)
@@ -242,50 +299,107 @@ class Workspace:
         return "a package is a directory holding a `BUILD.toml`"
 
 
-_HEADER = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_-]+)\s*\]\]\s*(#.*)?$")
-_TABLE = re.compile(r"^\s*\[")
-_KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*(\.|=)""")
+# Keys as TOML writes them: bare, "basic" or 'literal', dotted.
+_SIMPLE_KEY = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+_DOTTED_KEY = rf"{_SIMPLE_KEY}(?:[ \t]*\.[ \t]*{_SIMPLE_KEY})*"
+_ARRAY_HEADER = re.compile(rf"^\s*\[\[\s*({_DOTTED_KEY})\s*\]\]\s*(#.*)?$")
+_TABLE_HEADER = re.compile(rf"^\s*\[\s*({_DOTTED_KEY})\s*\]\s*(#.*)?$")
+_KEY = re.compile(rf"^\s*({_DOTTED_KEY})\s*=")
+
+
+def _key_path(text: str) -> tuple[str, ...]:
+    """The parts of a dotted key as TOML reads them (`a."b.c"` -> ("a", "b.c"))."""
+    if re.fullmatch(r"[A-Za-z0-9_.\s-]+", text):
+        return tuple(part.strip() for part in text.split("."))
+    try:
+        value: Any = tomllib.loads(f"{text} = 0")
+    except tomllib.TOMLDecodeError:
+        return ()
+    parts = []
+    while isinstance(value, dict) and len(value) == 1:
+        (key, value), = value.items()
+        parts.append(key)
+    return tuple(parts)
+
+
+def _scan(text: str) -> Iterator[tuple[str, tuple[str, ...], int]]:
+    """("array" | "table", header path, line) for each table header and ("key", key path, line) for each
+    key of the current table, in order.
+
+    A light scan, not a parser: it tracks bracket depth outside strings so that keys inside
+    multi-line arrays are not taken for keys of the table.
+    """
+    depth = 0
+    # TOML lines end at \n only (str.splitlines would also split at \x85 or \u2028 inside a string).
+    for number, line in enumerate(text.split("\n"), start=1):
+        if depth == 0:
+            header = False
+            for kind, pattern in (("array", _ARRAY_HEADER), ("table", _TABLE_HEADER), ("key", _KEY)):
+                match = pattern.match(line)
+                if match:
+                    path = _key_path(match.group(1))
+                    if path:
+                        yield kind, path, number
+                    header = kind != "key"
+                    break
+            if header:
+                continue
+        depth = max(0, depth + _bracket_delta(line))
 
 
 def _key_lines(text: str) -> dict[tuple[str, int], tuple[int, dict[str, int]]]:
     """Map (rule name, index) of each `[[rule]]` table to its header line and the line of each key.
 
-    A light scan, not a parser: it tracks bracket depth outside strings so that keys inside
-    multi-line arrays are not taken for top-level keys of the table.
+    A top-level key that is not an array of tables (`image = 1`, `[image]`) maps as (name, 0) to its line.
     """
     result: dict[tuple[str, int], tuple[int, dict[str, int]]] = {}
     counts: dict[str, int] = {}
     current: dict[str, int] | None = None
-    depth = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if depth == 0:
-            header = _HEADER.match(line)
-            if header:
-                rule = header.group(1)
-                index = counts.get(rule, 0)
-                counts[rule] = index + 1
-                current = {}
-                result[(rule, index)] = (number, current)
-                continue
-            if _TABLE.match(line):
-                current = None
-                continue
-            key = _KEY.match(line)
-            if key and current is not None:
-                current.setdefault(key.group(1).strip("\"'"), number)
-            elif key and current is None and key.group(2) == "=":
-                name = key.group(1).strip("\"'")
-                result.setdefault((name, 0), (number, {}))
-        depth = max(0, depth + _bracket_delta(line))
+    top = True  # before any table header
+    for kind, path, number in _scan(text):
+        if kind == "array" and len(path) == 1:
+            index = counts.get(path[0], 0)
+            counts[path[0]] = index + 1
+            current = {}
+            result[(path[0], index)] = (number, current)
+        elif kind != "key":
+            if len(path) > 1 and path[0] in counts:  # `[image.env]`: a table inside the last `[[image]]`
+                result[(path[0], counts[path[0]] - 1)][1].setdefault(path[1], number)
+            else:
+                result.setdefault((path[0], 0), (number, {}))
+            current, top = None, False
+        elif current is not None:
+            current.setdefault(path[0], number)
+        elif top:
+            result.setdefault((path[0], 0), (number, {}))
     return result
+
+
+def _config_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The first line of every key path of a TOML file (`("platforms", "linux/arm64", "sysroot")`), and of
+    each of its prefixes."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for kind, path, number in _scan(text):
+        full = path if kind != "key" else table + path
+        if kind != "key":
+            table = path
+        for n in range(1, len(full) + 1):
+            lines.setdefault(full[:n], number)
+    return lines
 
 
 def _bracket_delta(line: str) -> int:
     delta = 0
     quote: str | None = None
+    escaped = False
     for ch in line:
         if quote:
-            if ch == quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and quote == '"':  # `"\""` is one string: a backslash escapes in "basic" strings
+                escaped = True
+            elif ch == quote:
                 quote = None
         elif ch in "\"'":
             quote = ch
