@@ -44,11 +44,26 @@ def connect_in_background(timeout: float = 5.0) -> Callable[[], tuple[Any | None
     return wait
 
 
+# What the errors of requests/urllib3 (their text, which varies by version) mean, in words.
+_MEANINGS = (
+    ("FileNotFoundError", "no such socket"),
+    ("ConnectionRefused", "connection refused"),
+    ("Permission denied", "permission denied"),
+    ("timed out", "timed out"),
+    ("ConnectionResetError", "the engine dropped the connection (connection reset)"),
+    ("Connection reset", "the engine dropped the connection (connection reset)"),
+    ("RemoteDisconnected", "the engine closed the connection without answering"),
+    ("BrokenPipe", "the engine stopped reading (broken pipe)"),
+    ("IncompleteRead", "the engine's answer was cut short"),
+    ("InvalidChunkLength", "the engine's answer was cut short"),
+)
+_LOST = ("connection reset", "closed the connection", "broken pipe", "cut short")
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc)
-    for needle, meaning in (("FileNotFoundError", "no such socket"), ("ConnectionRefused", "connection refused"),
-                            ("Permission denied", "permission denied"), ("timed out", "timed out")):
-        if needle in text:
+    for needle, meaning in _MEANINGS:
+        if needle in text or needle in type(exc).__name__:
             return meaning
     lines = text.strip().splitlines()
     return lines[0][:120] if lines else type(exc).__name__
@@ -78,7 +93,13 @@ def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[st
     except EngineError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise EngineError(f"loading `{tag}` into the Docker engine failed: {_short(exc)}",
-                          hint="the image is still in `.minibuild/out`; `docker load -i` it by hand, "
-                               "or build again with `--no-load`") from None
+        reason = _short(exc)
+        if any(lost in reason for lost in _LOST):
+            reason += " while the image was being sent: did the engine stop or restart?"
+        elif reason == "timed out":
+            reason = "the engine stopped answering (timed out): is it hung or overloaded?"
+        shown = os.path.relpath(tarball) if not os.path.relpath(tarball).startswith("..") else tarball
+        raise EngineError(f"loading `{tag}` into the Docker engine failed: {reason}",
+                          hint=f"the image is intact in `{shown}`; once `docker info` answers, load it again "
+                               "(`minibuild load`, or `docker load -i` that file), or build with `--no-load`") from None
     return True
