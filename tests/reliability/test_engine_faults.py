@@ -1,7 +1,7 @@
 """The Docker engine stopped in the middle of `minibuild load` (and of the load a `minibuild build` does).
 
-The test starts a Docker Engine of its own (own socket, data root, exec root, pid file and config; no
-bridge, no iptables), so the shared engine other tests use is never disturbed. minibuild talks to it
+The test starts a Docker Engine of its own (own socket, data root, exec root, pid file, config and network
+namespace; no bridge, no iptables), so the shared engine other tests use is never disturbed. minibuild talks to it
 through a small unix-socket relay that forwards every byte both ways and counts the body of
 `POST /images/load`: when half of the image's tarball has gone through, the engine is killed (SIGKILL),
 stopped (SIGTERM), frozen (SIGSTOP: a hung engine) or the connection is cut. Then:
@@ -56,9 +56,14 @@ class Engine:
 
     def start(self) -> None:
         self.signalled = False
+        host_bridge = _ifindex("docker0")  # the shared engine's bridge: this engine must leave it alone
         log = open(self.root / "dockerd.log", "ab")  # the daemon's; closed here once it has it
         self.proc = subprocess.Popen(
-            ["dockerd", "--host", f"unix://{self.socket}", "--data-root", str(self.root / "data"),
+            # In a network namespace of its own: a dockerd with `--bridge none` deletes the host's `docker0`
+            # at start-up (libnetwork's removeDefaultBridgeInterface), which breaks every container of the
+            # shared engine. `unshare` execs dockerd, so the pid is still dockerd's.
+            ["unshare", "--net", "--", "dockerd", "--host", f"unix://{self.socket}",
+             "--data-root", str(self.root / "data"),
              "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "dockerd.pid"),
              "--config-file", str(self.root / "daemon.json"), "--bridge", "none", "--iptables=false",
              "--ip6tables=false", "--ip-masq=false"],
@@ -69,6 +74,7 @@ class Engine:
             if self.proc.poll() is not None:
                 pytest.fail(f"dockerd exited at start-up:\n{self.log_tail()}")
             if self.cli("version", "--format", "{{.Server.Version}}").returncode == 0:
+                assert _ifindex("docker0") == host_bridge, "the test's engine changed the host's docker0"
                 return
             time.sleep(0.1)
         pytest.fail(f"dockerd did not answer within {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
@@ -131,6 +137,13 @@ class Engine:
             return "\n".join((self.root / "dockerd.log").read_text(errors="replace").splitlines()[-30:])
         except OSError:
             return ""
+
+
+def _ifindex(interface: str) -> str | None:
+    try:
+        return Path(f"/sys/class/net/{interface}/ifindex").read_text().strip()
+    except OSError:
+        return None
 
 
 class Relay:
