@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BeforeValidator
@@ -28,13 +29,22 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g"
           "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 
 
+_MAX_SIZE = 1 << 60
+
+
 def _parse_size(value: object) -> object:
+    size = None
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
+        size = value
+    elif isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
         if match and match.group(2).lower() in _UNITS:
-            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+            # Decimal, not float: exact for "4.5 MB", and no overflow for absurd digits.
+            size = int(Decimal(match.group(1)) * _UNITS[match.group(2).lower()])
+    if size is not None and size >= _MAX_SIZE:
+        raise ValueError("a size beyond 1 EiB is more than any image can be")
+    if size is not None:
+        return size
     raise ValueError('a size is a number of bytes or a string such as "4MiB", "500KiB", "3MB"')
 
 
