@@ -38,6 +38,20 @@ def copy_host_path(root: Path, path: str) -> None:
         shutil.copy2(path, dest)
 
 
+def glibc_sysroot(root: Path) -> Path:
+    """A Debian-shaped sysroot holding only the host's loader and libc (in usr/lib/x86_64-linux-gnu, with the
+    /lib and /lib64 links of merged /usr) and an empty usr/bin; returns its library directory."""
+    libdir = root / "usr/lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    (root / "usr/bin").mkdir(parents=True)
+    os.symlink("usr/lib", root / "lib")
+    os.symlink("usr/lib", root / "lib64")
+    for name in ("libc.so.6", "ld-linux-x86-64.so.2"):
+        shutil.copy2(f"/lib/x86_64-linux-gnu/{name}", libdir / name)
+    os.symlink("x86_64-linux-gnu/ld-linux-x86-64.so.2", root / "usr/lib/ld-linux-x86-64.so.2")
+    return libdir
+
+
 def host_sysroot(root: Path, programs: dict[str, Path], paths: tuple[str, ...] = ()) -> Path:
     """A sysroot holding `programs` ({in-image path: host file}) with their closures, and host `paths` as they are."""
     root.mkdir(parents=True, exist_ok=True)

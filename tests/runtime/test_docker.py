@@ -18,6 +18,7 @@ import pytest
 
 from minibuild import elf
 from tests.conftest import REPO
+from tests.runtime.rootfs import copy_host_path
 
 pytestmark = pytest.mark.docker
 
@@ -39,24 +40,6 @@ def _certificates(d: Path) -> None:
              "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
 
 
-def _copy_host_path(root: Path, path: str) -> None:
-    """Copy one host path into `root` as it is: a symlink stays a symlink (its target copied too)."""
-    dest = root / path.lstrip("/")
-    if os.path.lexists(dest):
-        return
-    parent = os.path.dirname(path)
-    if parent != "/":
-        _copy_host_path(root, parent)
-    if os.path.islink(path):
-        target = os.readlink(path)
-        os.symlink(target, dest)
-        _copy_host_path(root, os.path.normpath(os.path.join(os.path.dirname(path), target)))
-    elif os.path.isdir(path):
-        dest.mkdir()
-    else:
-        shutil.copy2(path, dest)
-
-
 def _curl_sysroot(root: Path, ca: Path) -> None:
     """A sysroot holding curl's ELF closure, OpenSSL's default paths, and a CA bundle that includes the test CA.
 
@@ -65,10 +48,10 @@ def _curl_sysroot(root: Path, ca: Path) -> None:
     """
     root.mkdir()
     for entry in elf.resolve(["/usr/bin/curl"], "/").entries:
-        _copy_host_path(root, entry.path)
+        copy_host_path(root, entry.path)
     for path in ("/usr/lib/ssl/cert.pem", "/usr/lib/ssl/certs", "/usr/lib/ssl/openssl.cnf"):
         if os.path.islink(path):
-            _copy_host_path(root, path)
+            copy_host_path(root, path)
     bundle = root / "etc/ssl/certs/ca-certificates.crt"
     bundle.parent.mkdir(parents=True, exist_ok=True)
     bundle.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.probe import parse_trace, unescape
+from tests.runtime.rootfs import glibc_sysroot
 
 MAIN = r"""
 #include <dlfcn.h>
@@ -55,14 +55,7 @@ def _sysroot(root: Path, tmp: Path) -> None:
     (src / "plugin.c").write_text(PLUGIN)
     (src / "dep.c").write_text("int dep_value(void) { return 40; }\n")
     (src / "second.c").write_text("int second_value(void) { return 2; }\n")
-    libdir = root / LIBDIR
-    libdir.mkdir(parents=True)
-    (root / "usr/bin").mkdir(parents=True)
-    os.symlink("usr/lib", root / "lib")
-    os.symlink("usr/lib", root / "lib64")
-    for name in ("libc.so.6", "ld-linux-x86-64.so.2"):
-        shutil.copy2(f"/lib/x86_64-linux-gnu/{name}", libdir / name)
-    os.symlink("x86_64-linux-gnu/ld-linux-x86-64.so.2", root / "usr/lib/ld-linux-x86-64.so.2")
+    libdir = glibc_sysroot(root)
     _cc("-shared", "-fPIC", "-Wl,-soname,libdep.so.1", "-o", str(libdir / "libdep.so.1"), "dep.c", cwd=src)
     _cc("-shared", "-fPIC", "-Wl,-soname,libsecond.so.1", "-o", str(libdir / "libsecond.so.1"), "second.c", cwd=src)
     _cc("-shared", "-fPIC", "-Wl,-soname,libplugin.so.1", "-o", str(libdir / "libplugin.so.1.0"), "plugin.c",

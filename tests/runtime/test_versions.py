@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.runtime.rootfs import glibc_sysroot
+
 LIB = """
 int v1(void) { return 1; }
 #ifdef V2
@@ -31,14 +33,7 @@ def _sysroot(root: Path, tmp: Path) -> None:
     _cc("-shared", "-fPIC", "-DV2", "-Wl,-soname,libv.so.1", f"-Wl,--version-script={tmp / 'v2.map'}",
         "-o", str(build / "libv.so.1"), str(tmp / "lib.c"))
     _cc("-o", str(build / "prog"), str(tmp / "prog.c"), f"-L{build}", "-l:libv.so.1")
-    libdir = root / "usr/lib/x86_64-linux-gnu"
-    libdir.mkdir(parents=True)
-    (root / "usr/bin").mkdir(parents=True)
-    os.symlink("usr/lib", root / "lib")
-    os.symlink("usr/lib", root / "lib64")
-    for name in ("libc.so.6", "ld-linux-x86-64.so.2"):
-        shutil.copy2(f"/lib/x86_64-linux-gnu/{name}", libdir / name)
-    os.symlink("x86_64-linux-gnu/ld-linux-x86-64.so.2", root / "usr/lib/ld-linux-x86-64.so.2")
+    libdir = glibc_sysroot(root)
     shutil.copy2(build / "prog", root / "usr/bin/prog")
     # The sysroot's libv is the older release: it defines VERS_1 only.
     _cc("-shared", "-fPIC", "-Wl,-soname,libv.so.1", f"-Wl,--version-script={tmp / 'v1.map'}",
