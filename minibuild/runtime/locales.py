@@ -156,28 +156,29 @@ def plan_locales(plan: RuntimePlan, fs: Sysroot, *, want: bool | tuple[str, ...]
         names = env_locales(env) if importers else []
     archive: dict[str, str | None] | None = None
     aliases: dict[str, str] | None = None
+
+    def find(locale: str, reason: str) -> tuple[str | None, str | None]:
+        """A locale directory, or the archive when only it holds the locale (then copied); and its codeset."""
+        nonlocal archive
+        found, codeset = _find_dir(fs, dirs, locale)
+        if found is None and not locpath:
+            archive = _archive(fs) if archive is None else archive
+            hit = next((c for c in candidates(locale) if c in archive), None)
+            if hit is not None:
+                _copy_archive(plan, fs, archive, locale, reason)
+                return ARCHIVE, archive[hit]
+        return found, codeset
+
     for name in names:
         if name in BUILTIN:
             continue
         reason = f"locale {name}" + ("" if explicit else f" (of the image's environment, for {importers[0]})")
-        found, codeset = _find_dir(fs, dirs, name)
-        if found is None and not locpath:
-            archive = _archive(fs) if archive is None else archive
-            hit = next((c for c in candidates(name) if c in archive), None)
-            if hit is not None:
-                found, codeset = ARCHIVE, archive[hit]
-                _copy_archive(plan, fs, archive, name, reason)
+        found, codeset = find(name, reason)
         if found is None:
             aliases = _aliases(fs) if aliases is None else aliases
             target = aliases.get(name.lower())
             if target is not None:
-                found, codeset = _find_dir(fs, dirs, target)
-                if found is None and not locpath:
-                    archive = _archive(fs) if archive is None else archive
-                    hit = next((c for c in candidates(target) if c in archive), None)
-                    if hit is not None:
-                        found, codeset = ARCHIVE, archive[hit]
-                        _copy_archive(plan, fs, archive, target, reason)
+                found, codeset = find(target, reason)
                 if found is not None:
                     copy_path(fs, ALIASES, f"alias of {name}", plan)
         if found is None:
