@@ -191,13 +191,6 @@ _PROBE_SKIP_FILES = ("/", "/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/hosts"
                      "/etc/resolv.conf", "/etc/mtab")
 
 
-def _parents(path: str) -> list[str]:
-    out = []
-    while path not in ("/", ""):
-        path = posixpath.dirname(path)
-        out.append(path)
-    return out
-
 
 def _probe_round(run: ActionRun, doc: dict[str, Any], found: Any, overlay: dict[str, str]) -> tuple[int, list[Any]]:
     """Run every probe command in the image as `doc` makes it; add to `found` what they looked for that the
@@ -206,7 +199,7 @@ def _probe_round(run: ActionRun, doc: dict[str, Any], found: Any, overlay: dict[
     import tempfile
 
     from minibuild import probe
-    from minibuild.elf.sysroot import Sysroot
+    from minibuild.elf.sysroot import Sysroot, parent_dirs
     from minibuild.runtime.copy import copy_path
     from minibuild.runtime.model import RuntimeFile
 
@@ -231,7 +224,7 @@ def _probe_round(run: ActionRun, doc: dict[str, Any], found: Any, overlay: dict[
             results.append(probe.run_probe(command, image, p["sysroot"], env=p["env"], workdir=p["workdir"],
                                            user=spec["user"], timeout=spec["timeout"], log=log))
     # The image has a path when the tree has it, or has something below it (directories are implied).
-    present = set(tree.entries) | {d for path in tree.entries for d in _parents(path)}
+    present = set(tree.entries) | {d for path in tree.entries for d in parent_dirs(path)}
     fs = Sysroot(p["sysroot"], overlay)
     before = len(found.files) + len(found.elf_roots)
     for r in results:
@@ -241,9 +234,10 @@ def _probe_round(run: ActionRun, doc: dict[str, Any], found: Any, overlay: dict[
                 continue
             if tree.canonical(path) in present or path in overlay:
                 continue
+            look = fs.lookup(path)
             real = copy_path(fs, path, reason, found)
-            look = fs.lookup(path) if real is not None else None
-            if look is not None and look.st is not None and stat.S_ISDIR(look.st.st_mode) \
+            # copy_path adds only the links to a directory: the probe adds the directory itself, empty.
+            if real is not None and look.st is not None and stat.S_ISDIR(look.st.st_mode) \
                     and tree.canonical(real) not in present:
                 found.add(RuntimeFile(real, "dir", stat.S_IMODE(look.st.st_mode), reason))
     root = p["sysroot"].rstrip("/")

@@ -16,15 +16,8 @@ IMAGE="images/bash:latest"
 log() { printf '[install.sh] %s\n' "$*" >&2; }
 die() { printf '[install.sh] ERROR: %s\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root for: $*"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
 
 py_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
 

@@ -66,15 +66,8 @@ print_timings() {
     for t in "${TIMINGS[@]}"; do log "  $t"; done
 }
 
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        die "need root for: $*"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
 
 retry() {  # retry N CMD...: run CMD up to N times
     local n=$1 i

@@ -56,7 +56,7 @@ class Sysroot:
         # Files that exist in the image but not in the sysroot (a genrule's program shipped as a binary):
         # in-image path -> host file. Their parent directories exist in the image whatever the sysroot has.
         self.overlay = dict(overlay or {})
-        self.overlay_dirs = {d for p in self.overlay for d in _parents(p)}
+        self.overlay_dirs = {d for p in self.overlay for d in parent_dirs(p)}
         # Process-wide memos are per sysroot *and* overlay: the same path may resolve differently.
         self.memo_key = self.prefix if not self.overlay else f"{self.prefix}\0{sorted(self.overlay.items())}"
         self.probed: set[str] = set()
@@ -289,7 +289,8 @@ def _signature(st: os.stat_result | None) -> tuple | None:
 _DIR_STAT = os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 2, 0, 0, 4096, 0, 0, 0))
 
 
-def _parents(path: str) -> list[str]:
+def parent_dirs(path: str) -> list[str]:
+    """The directories above `path`, `/` excluded, top first."""
     parts = [p for p in path.split("/") if p][:-1]
     return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 

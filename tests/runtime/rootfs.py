@@ -38,6 +38,14 @@ def copy_host_path(root: Path, path: str) -> None:
         shutil.copy2(path, dest)
 
 
+def sysroot_workspace(ws: Path, sysroot: Path | str, build: str) -> Path:
+    """A workspace at `ws` whose sysroot is `sysroot`, with one package `app` holding `build` as BUILD.toml."""
+    (ws / "app").mkdir(parents=True)
+    (ws / "workspace.toml").write_text(f'[workspace]\nname = "t"\nsysroot = "{sysroot}"\n')
+    (ws / "app/BUILD.toml").write_text(build)
+    return ws
+
+
 def glibc_sysroot(root: Path) -> Path:
     """A Debian-shaped sysroot holding only the host's loader and libc (in usr/lib/x86_64-linux-gnu, with the
     /lib and /lib64 links of merged /usr) and an empty usr/bin; returns its library directory."""

@@ -18,7 +18,7 @@ import pytest
 
 from minibuild import elf
 from tests.conftest import REPO
-from tests.runtime.rootfs import copy_host_path
+from tests.runtime.rootfs import copy_host_path, sysroot_workspace
 
 pytestmark = pytest.mark.docker
 
@@ -104,10 +104,7 @@ def test_curl_verifies_a_server_with_the_image_bundle(tmp_path, tls_server, cli,
     certs, port = tls_server
     root = tmp_path / "sysroot"
     _curl_sysroot(root, certs / "ca.pem")
-    ws = tmp_path / "ws"
-    (ws / "app").mkdir(parents=True)
-    (ws / "workspace.toml").write_text(f'[workspace]\nname = "t"\nsysroot = "{root}"\n')
-    (ws / "app/BUILD.toml").write_text(CURL_IMAGES)
+    ws = sysroot_workspace(tmp_path / "ws", root, CURL_IMAGES)
     r = cli("build", "//app:curl", "//app:curl_nocerts", "--json", cwd=ws)
     assert r.returncode == 0, r.stderr
     url = f"https://127.0.0.1:{port}/"

@@ -16,7 +16,7 @@ import pytest
 from minibuild.errors import InputError
 from minibuild.runtime import locales
 from tests.conftest import REPO
-from tests.runtime.rootfs import compile_c, host_sysroot, materialize, plan_for, run_in
+from tests.runtime.rootfs import compile_c, host_sysroot, materialize, plan_for, run_in, sysroot_workspace
 
 PROGRAM = "/usr/bin/localeinfo"
 GCONV_DIR = "/usr/lib/x86_64-linux-gnu/gconv"
@@ -182,10 +182,7 @@ tag = "minibuild-test/locale-german-nolocales:latest"
 
 @pytest.mark.docker
 def test_images_with_a_locale_run_in_docker(tmp_path, program, dir_sysroot, cli, docker_engine):
-    ws = tmp_path / "ws"
-    (ws / "app").mkdir(parents=True)
-    (ws / "workspace.toml").write_text(f'[workspace]\nname = "t"\nsysroot = "{dir_sysroot}"\n')
-    (ws / "app/BUILD.toml").write_text(IMAGES)
+    ws = sysroot_workspace(tmp_path / "ws", dir_sysroot, IMAGES)
     r = cli("build", "//app:all", "--json", cwd=ws)
     assert r.returncode == 0, r.stderr
 

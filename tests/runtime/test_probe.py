@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.probe import parse_trace, unescape
-from tests.runtime.rootfs import glibc_sysroot
+from tests.runtime.rootfs import glibc_sysroot, sysroot_workspace
 
 MAIN = r"""
 #include <dlfcn.h>
@@ -87,10 +87,7 @@ def _files(ws: Path, name: str) -> dict[str, dict]:
 def test_probe_finds_what_only_dlopen_loads(tmp_path, cli, docker_engine):
     root = tmp_path / "sysroot"
     _sysroot(root, tmp_path)
-    ws = tmp_path / "ws"
-    (ws / "app").mkdir(parents=True)
-    (ws / "workspace.toml").write_text(f'[workspace]\nname = "t"\nsysroot = "{root}"\n')
-    (ws / "app/BUILD.toml").write_text(IMAGES)
+    ws = sysroot_workspace(tmp_path / "ws", root, IMAGES)
     r = cli("build", "//app:static", "//app:probed", "--json", cwd=ws)
     assert r.returncode == 0, r.stderr
 
@@ -124,10 +121,7 @@ def test_probe_output_names_a_failing_command(tmp_path, cli):
     _sysroot(root, tmp_path)
     # The plugin is gone from the sysroot: the probe cannot help, and says how the command ended.
     os.unlink(root / LIBDIR / "libplugin.so.1")
-    ws = tmp_path / "ws"
-    (ws / "app").mkdir(parents=True)
-    (ws / "workspace.toml").write_text(f'[workspace]\nname = "t"\nsysroot = "{root}"\n')
-    (ws / "app/BUILD.toml").write_text(IMAGES)
+    ws = sysroot_workspace(tmp_path / "ws", root, IMAGES)
     r = cli("build", "//app:probed", "--no-load", cwd=ws)
     assert r.returncode == 0, r.stderr
     assert "probe `dlopener` exited with 3" in r.stderr and "libplugin.so.1" in r.stderr, r.stderr

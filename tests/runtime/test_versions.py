@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.runtime.rootfs import glibc_sysroot
+from tests.runtime.rootfs import glibc_sysroot, sysroot_workspace
 
 LIB = """
 int v1(void) { return 1; }
@@ -44,10 +44,7 @@ def _sysroot(root: Path, tmp: Path) -> None:
 def test_missing_symbol_version_fails_the_build(tmp_path, cli):
     root = tmp_path / "sysroot"
     _sysroot(root, tmp_path)
-    ws = tmp_path / "ws"
-    (ws / "app").mkdir(parents=True)
-    (ws / "workspace.toml").write_text(f'[workspace]\nname = "t"\nsysroot = "{root}"\n')
-    (ws / "app/BUILD.toml").write_text('[[image]]\nname = "prog"\nbinaries = ["/usr/bin/prog"]\n')
+    ws = sysroot_workspace(tmp_path / "ws", root, '[[image]]\nname = "prog"\nbinaries = ["/usr/bin/prog"]\n')
     r = cli("build", "//app:prog", "--no-load", cwd=ws)
     assert r.returncode == 2, r.stderr
     assert "`/usr/bin/prog` requires version `VERS_2` of `libv.so.1`" in r.stderr, r.stderr
