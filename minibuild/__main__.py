@@ -1,3 +1,3 @@
-from minibuild.cli import main
+from minibuild.cli.main import main
 
 raise SystemExit(main())

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
-import importlib.util
 import json
-import os
 import posixpath
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from minibuild.code import code_digest
+from minibuild.digest import canonical_json
 from minibuild.errors import InputError, Origin
 from minibuild.label import Label
 
@@ -53,9 +55,41 @@ class Artifact:
         return self.path
 
 
+def function_name(function: Callable[..., Any]) -> str:
+    """The stable "module:qualname" of a top-level action function: what keys and the executor use."""
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or not qualname or "<" in qualname or "." in qualname:
+        raise InputError(f"action function `{qualname or function!r}` must be a function defined at the top "
+                         "level of a module", hint="move it out of the class or function it is defined in")
+    return f"{module}:{qualname}"
+
+
+def params_json(value: Any) -> Any:
+    """Action params as JSON values: dataclasses and pydantic models by field, artifacts by path, tuples
+    as lists. The one form params are hashed and shown (`--explain`) in."""
+    if isinstance(value, Artifact):
+        return value.path
+    if isinstance(value, Label):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: params_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if hasattr(value, "model_dump") and not isinstance(value, type):  # a pydantic model
+        return params_json(value.model_dump())
+    if isinstance(value, Mapping):
+        return {str(k): params_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [params_json(v) for v in value]
+        return sorted(items, key=canonical_json) if isinstance(value, set | frozenset) else items
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"action params cannot hold a `{type(value).__name__}`; use dataclasses, "
+                    "lists, dicts, strings, numbers and artifacts")
+
+
 @dataclass(frozen=True)
 class Action:
-    """One unit of cached work. `function` ("module:name") is called with the params, inputs and outputs.
+    """One unit of cached work: `function` ("module:qualname") is called with an `ActionRun` whose
+    `params` is `value`, the typed params object the rule gave.
 
     Identity is kind, version, params, input contents and output names; the description is not part of it.
     """
@@ -64,11 +98,12 @@ class Action:
     mnemonic: str
     function: str
     version: int
-    params: str  # canonical JSON, so the action stays hashable and the key is computed on exact bytes
+    params: str  # canonical JSON of the params, so the action stays hashable and the key is computed on exact bytes
     inputs: tuple[Artifact, ...]
     outputs: tuple[Artifact, ...]
     description: str
     discovers_inputs: bool = False
+    value: Any = field(default=None, compare=False, hash=False, repr=False)
 
     @functools.cached_property
     def id(self) -> str:
@@ -91,34 +126,7 @@ class Action:
         }
 
 
-@functools.cache
-def code_digest(function: str) -> str:
-    """The digest of the code an action function runs: every source file of its top-level package.
-
-    Part of every key, so a new minibuild (or an edited custom rule) never reuses outputs written by
-    different code, whichever module of the package changed (an action calls into the ELF resolver,
-    the OCI writer, ...); `version` stays for changes outside the package.
-    """
-    module = function.partition(":")[0]
-    spec = importlib.util.find_spec(module.split(".")[0]) if not module.startswith("minibuild_user_rules.") \
-        else importlib.util.find_spec(module)
-    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
-        return ""
-    if spec.submodule_search_locations is None:  # a single-file module, e.g. a workspace's rule file
-        paths = [spec.origin]
-    else:
-        paths = sorted(os.path.join(d, f) for loc in spec.submodule_search_locations
-                       for d, _, files in os.walk(loc) for f in files if f.endswith(".py"))
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            h.update(os.path.basename(path).encode() + b"\0" + hashlib.sha256(f.read()).digest())
-    return h.hexdigest()[:16]
-
-
 def action_key(manifest: dict[str, Any]) -> str:
-    from minibuild.digest import canonical_json
-
     return hashlib.sha256(canonical_json(manifest).encode()).hexdigest()
 
 
@@ -127,9 +135,9 @@ def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
     if old is None:
         return "never built before"
     changes = []
-    for field in ("function", "version", "schema", "code", "outputs"):
-        if old.get(field) != new.get(field):
-            changes.append(f"{field} changed")
+    for part in ("function", "version", "schema", "code", "outputs"):
+        if old.get(part) != new.get(part):
+            changes.append(f"{part} changed")
     old_params, new_params = old.get("params", {}), new.get("params", {})
     for k in sorted(set(old_params) | set(new_params)):
         if old_params.get(k) != new_params.get(k):

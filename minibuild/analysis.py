@@ -15,7 +15,8 @@ from typing import Any
 from minibuild.actions import Action
 from minibuild.errors import InputError
 from minibuild.label import Label, parse_pattern
-from minibuild.rule import Actions, Attrs, Rule, RuleContext, RuleRegistry, deps_of
+from minibuild.registry import RuleRegistry
+from minibuild.rule import Actions, Attrs, Rule, RuleContext, deps_of
 from minibuild.workspace import Target, Workspace
 
 
@@ -43,7 +44,7 @@ def source_date_epoch() -> int:
 
 def make_registry(workspace: Workspace) -> RuleRegistry:
     registry = RuleRegistry()
-    registry.load_builtins()
+    registry.load_installed()
     for i, rel in enumerate(workspace.config.rules.load):
         try:
             registry.load_file(workspace.root, rel)

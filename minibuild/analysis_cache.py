@@ -83,7 +83,7 @@ def load(workspace: Workspace, patterns: Sequence[str], package: str | None,
         if stored["packages"] != _recursive_packages(workspace, patterns, package):
             return None
         if stored["user_modules"]:
-            from minibuild.rule import import_rule_file
+            from minibuild.registry import import_rule_file
 
             for name, path in stored["user_modules"].items():
                 import_rule_file(path, name)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from minibuild.actions import Action, Artifact, action_key, explain
 from minibuild.cache import Blob, Cache
@@ -45,13 +45,20 @@ class Event:
     error: BaseException | None = None
 
 
-class ActionRun:
-    """What an action function receives: its params, input and output paths, and the store."""
+P = TypeVar("P")
+
+
+class ActionRun(Generic[P]):
+    """What an action function receives: its params (the object the rule gave), input and output paths,
+    and the store."""
+
+    params: P
 
     def __init__(self, action: Action, inputs: dict[str, str], outputs: dict[str, str], root: str,
                  cache: Cache, stat_cache: StatCache) -> None:
         self.action = action
-        self.params = action.params_dict()
+        # An action read back from the analysis cache carries its params object too (pickled with it).
+        self.params = action.value if action.value is not None else action.params_dict()
         self.inputs = inputs
         self.outputs = outputs
         self.root = root
@@ -62,7 +69,12 @@ class ActionRun:
         self.warnings: list[str] = []
 
     def input(self, artifact: Artifact) -> str:
+        """The path to read a declared input from."""
         return self.inputs[artifact.path]
+
+    def output(self, artifact: Artifact) -> str:
+        """The path to write a declared output to."""
+        return self.outputs[artifact.name]
 
     def discover(self, *host_paths: str) -> None:
         """Record paths this run depended on (present or absent); a change to any re-runs the action."""
@@ -84,7 +96,7 @@ class ActionRun:
         self.warnings.append(message)
 
 
-def _resolve_function(spec: str) -> Callable[[ActionRun], None]:
+def _resolve_function(spec: str) -> Callable[[ActionRun[Any]], None]:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
 

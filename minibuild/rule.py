@@ -10,26 +10,17 @@ engine and trusted.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
-import importlib
-import importlib.util
-import re
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from minibuild.actions import Action, Artifact
+from minibuild.actions import Action, Artifact, function_name, params_json
+from minibuild.cache import Blob, Cache
 from minibuild.digest import canonical_json
 from minibuild.errors import InputError, Origin
 from minibuild.label import Label
-
-BUILTIN_RULE_MODULES = ("rules.image", "rules.files", "rules.genrule", "rules.image_test")
-
 
 
 class Dep(str):
@@ -60,17 +51,41 @@ class Attrs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+A = TypeVar("A", bound=Attrs)
+P = TypeVar("P")
+
+
 @dataclass(frozen=True)
-class Rule:
-    implementation: Callable[[RuleContext], Sequence[Any]]
-    attrs: type[Attrs]
+class Rule(Generic[A]):
+    implementation: Callable[[RuleContext[A]], Sequence[Any]]
+    attrs: type[A]
     doc: str = ""
     name: str = ""
 
 
-def rule(*, implementation: Callable[[RuleContext], Sequence[Any]], attrs: type[Attrs], doc: str = "") -> Rule:
+def rule(*, implementation: Callable[[RuleContext[A]], Sequence[Any]], attrs: type[A], doc: str = "") -> Rule[A]:
     """Declare a rule. Its name is the module-level variable it is assigned to."""
     return Rule(implementation=implementation, attrs=attrs, doc=doc)
+
+
+@dataclass(frozen=True)
+class BuiltTarget:
+    """A target whose actions all ran or hit the cache, as an `after_build` hook sees it."""
+
+    label: Label
+    state_dir: str  # the workspace's `.minibuild`
+    out_dir: str  # `.minibuild/out/<package>/<name>`, where its outputs have been materialised
+    rel_dir: str  # the same, relative to the workspace root (for what reports print)
+    outputs: Mapping[str, Blob]  # output name -> stored blob
+    cache: Cache
+
+
+@runtime_checkable
+class AfterBuild(Protocol):
+    """A provider with this method is called once its target is built, its outputs materialised: the way a
+    rule adds outputs of its own kind (an image's OCI layout) and a summary (returned, shown by the CLI)."""
+
+    def after_build(self, target: BuiltTarget) -> dict[str, Any] | None: ...
 
 
 def deps_of(value: Any, path: str = "") -> Iterator[tuple[str, Dep]]:
@@ -88,86 +103,6 @@ def deps_of(value: Any, path: str = "") -> Iterator[tuple[str, Dep]]:
             yield from deps_of(item, f"{path}.{k}")
 
 
-def import_rule_file(path: str, module_name: str) -> Any:
-    """Import a workspace's rule file under `module_name`, so its action functions can be found by name."""
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
-    return module
-
-
-class RuleRegistry:
-    """Rule kinds by name: the built-in ones and those a workspace loads with `[rules] load`."""
-
-    def __init__(self) -> None:
-        self.rules: dict[str, Rule] = {}
-        self.sources: dict[str, str] = {}
-        self.user_modules: dict[str, str] = {}  # module name -> file, for rules loaded from the workspace
-
-    def add_module(self, module: Any, source: str) -> None:
-        for name, value in vars(module).items():
-            if isinstance(value, Rule) and not name.startswith("_"):
-                if name in self.rules and self.sources[name] != source:
-                    raise InputError(
-                        f"rule `{name}` from `{source}` is already defined by `{self.sources[name]}`",
-                        hint="give the custom rule another name",
-                    )
-                self.rules[name] = Rule(value.implementation, value.attrs, value.doc, name)
-                self.sources[name] = source
-
-    def load_builtins(self) -> None:
-        for module_name in BUILTIN_RULE_MODULES:
-            self.add_module(importlib.import_module(module_name), module_name)
-
-    def load_file(self, root: Path, rel: str) -> None:
-        path = (root / rel).resolve()
-        try:
-            found = root.resolve() in path.parents and path.is_file()
-        except OSError:  # a name too long for the file system
-            found = False
-        if not found:
-            raise InputError(f"cannot load rules from `{rel}`: no such file in the workspace",
-                             origin=Origin(file="workspace.toml", attribute="rules.load"))
-        # Unique per file (a/b.py and a_b.py must not collide) and stable, so action functions
-        # defined in the file can be named "module:function" and found by the executor.
-        stem = re.sub(r"\W", "_", path.stem)
-        module_name = f"minibuild_user_rules.{stem}_{hashlib.sha256(rel.encode()).hexdigest()[:12]}"
-        try:
-            module = import_rule_file(str(path), module_name)
-        except Exception as exc:  # a user's file: report it as bad input, not as our crash
-            raise InputError(f"loading rules from `{rel}` failed: {type(exc).__name__}: {exc}",
-                             origin=Origin(file="workspace.toml", attribute="rules.load")) from None
-        self.add_module(module, rel)
-        self.user_modules[module_name] = str(path)
-
-    def get(self, name: str, origin: Origin) -> Rule:
-        if name not in self.rules:
-            close = difflib.get_close_matches(name, list(self.rules), n=1)
-            raise InputError(
-                f"unknown rule `{name}`", origin=origin,
-                hint=f"did you mean `{close[0]}`?" if close
-                else f"known rules: {', '.join(f'`{n}`' for n in sorted(self.rules))}",
-            )
-        return self.rules[name]
-
-    def validate(self, rule: Rule, raw: Mapping[str, Any], target_origin: Callable[[str | None], Origin]) -> Attrs:
-        from minibuild.workspace import format_validation_error
-
-        try:
-            return rule.attrs.model_validate(dict(raw))
-        except ValidationError as exc:
-            path, message, hint = format_validation_error(exc, list(rule.attrs.model_fields))
-            raise InputError(message, origin=target_origin(path), hint=hint) from None
-
-
 @dataclass
 class Actions:
     """What a rule implementation uses to declare outputs and register actions."""
@@ -183,37 +118,42 @@ class Actions:
         self,
         *,
         mnemonic: str,
-        function: str,
+        function: Callable[[Any], None],
         version: int,
-        params: Mapping[str, Any],
+        params: Any,
         inputs: Sequence[Artifact],
         outputs: Sequence[Artifact],
         description: str,
         discovers_inputs: bool = False,
     ) -> Action:
-        """Register an action: `function` ("module:name") runs with these params, inputs and outputs."""
+        """Register an action: `function`, a top-level function, is called with an `ActionRun` whose `params`
+        is `params` (a frozen dataclass or a pydantic model; a dict for the simplest rules)."""
         for out in outputs:
             if out.owner != self.label:
                 raise InputError(f"`{self.label}` declares an output owned by `{out.owner}`")
         action = Action(
             owner=self.label,
             mnemonic=mnemonic,
-            function=function,
+            function=function_name(function),
             version=version,
-            params=canonical_json(params),
+            params=canonical_json(params_json(params)),
             inputs=tuple(inputs),
             outputs=tuple(outputs),
             description=description,
             discovers_inputs=discovers_inputs,
+            value=params,
         )
         self.registered.append(action)
         return action
 
 
+T = TypeVar("T")
+
+
 @dataclass
-class RuleContext:
+class RuleContext(Generic[A]):
     label: Label
-    attrs: Attrs
+    attrs: A
     target_origin: Callable[[str | None], Origin]
     deps: dict[str, Sequence[Any]]
     actions: Actions
@@ -226,7 +166,7 @@ class RuleContext:
         """The providers of a dependency named by an attribute value (a label string)."""
         return self.deps[str(Label.parse(value, self.label.package))]
 
-    def provider(self, value: str, kind: type) -> Any:
+    def provider(self, value: str, kind: type[T]) -> T:
         """The provider of type `kind` of a dependency, or a clear error if it has none."""
         for p in self.dep(value):
             if isinstance(p, kind):

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
+from minibuild_rules.common import Mode, image_path
+from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo
 from pydantic import field_validator
 
 from minibuild.rule import Attrs, RuleContext, rule
-from rules.common import Mode, image_path
-from rules.providers import DefaultInfo, FileEntry, FilesInfo
 
 
 class GroupFile(Attrs):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from minibuild_rules.common import Mode, Size, check_tag, image_path
+from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 from pydantic import field_validator
 
 from minibuild.actions import Artifact
+from minibuild.image import actions
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
-from rules.common import Mode, Size, check_tag, image_path
-from rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -219,7 +220,7 @@ def _image_impl(ctx: RuleContext) -> list[object]:
         index, tarball = ctx.actions.declare("index.json"), ctx.actions.declare("image.tar")
         ctx.actions.run(
             mnemonic="ImageIndex",
-            function="minibuild.image_actions:write_index",
+            function=actions.write_index,
             version=1,
             params={"images": [{"platform": b.platform, "config": b.config.path, "manifest": b.manifest.path,
                                 "layers": b.layers.path} for b in built],
@@ -258,7 +259,7 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
     }
     ctx.actions.run(
         mnemonic="ElfClosure",
-        function="minibuild.image_actions:resolve_closure",
+        function=actions.resolve_closure,
         version=1,
         params={"paths": binaries, "sysroot": sysroot, "env": env, "workdir": a.workdir or "/",
                 "platform": platform, "overlay": {dest: art.path for dest, art in overlay.items()},
@@ -272,7 +273,7 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
     layers = ctx.actions.declare(prefix + "layers.json")
     ctx.actions.run(
         mnemonic="Layers",
-        function="minibuild.image_actions:write_layers",
+        function=actions.write_layers,
         version=1,
         params={
             "closure": closure.path,
@@ -297,7 +298,7 @@ def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefi
     outputs = [ctx.actions.declare(prefix + n) for n in names]
     ctx.actions.run(
         mnemonic="Image",
-        function="minibuild.image_actions:write_image",
+        function=actions.write_image,
         version=1,
         params={
             "layers": layers.path,

@@ -17,14 +17,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+from minibuild_rules.common import Mode, image_path
+from minibuild_rules.providers import ImageInfo
+from minibuild_rules.test_providers import CommandCheck, FileCheck, ImageTestInfo, MetadataCheck
 from pydantic import AfterValidator, field_validator, model_validator
 
 from minibuild.errors import InputError
 from minibuild.label import Label
 from minibuild.rule import Attrs, LabelAttr, RuleContext, rule
-from rules.common import Mode, image_path
-from rules.providers import ImageInfo
-from rules.test_providers import CommandCheck, FileCheck, ImageTestInfo, MetadataCheck
 
 
 def _check_regex(value: str) -> str:

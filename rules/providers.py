@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from minibuild.actions import Artifact
+from minibuild.rule import BuiltTarget
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class ImageInfo:
     @property
     def primary(self) -> PlatformImage:
         return self.platforms[0]
+
+    def after_build(self, target: BuiltTarget) -> dict[str, Any]:
+        """Once built: the OCI layout and summary.json beside the outputs; the summary for the CLI."""
+        from minibuild.image.summary import write_summary  # the OCI writer, only when an image was built
+
+        return write_summary(self, target)
 
     def for_platform(self, platform: str | None) -> PlatformImage | None:
         if len(self.platforms) == 1 and (not platform or not self.platforms[0].platform):

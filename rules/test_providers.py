@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.providers import ImageInfo
+from minibuild_rules.providers import ImageInfo
 
 
 @dataclass(frozen=True)

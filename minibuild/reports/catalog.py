@@ -1,11 +1,9 @@
-"""Build a pattern (no load) and hand back what reports need of each image; record each in the history."""
+"""What reports need of a built image: its label, summary and output directory."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,21 +26,3 @@ class ImageRecord:
         with open(os.path.join(self.out_dir, "closure.json"), encoding="utf-8") as f:
             data: dict[str, Any] = json.load(f)
         return data
-
-
-def build_records(patterns: Sequence[str], args: argparse.Namespace) -> tuple[Any, list[ImageRecord]]:
-    """Build `patterns` without loading; (Workspace, one ImageRecord per image target, sorted by label).
-
-    Each image is also recorded in `.minibuild/history/` so that `minibuild diff` can compare with it later.
-    """
-    from minibuild.build import out_dir
-    from minibuild.commands import common
-    from minibuild.reports import history
-
-    workspace, images = common.build_images(patterns, args, quiet=True)
-    records = []
-    for t in sorted(images, key=lambda t: str(t.label)):
-        record = ImageRecord(str(t.label), t.image, out_dir(workspace, t.label))
-        history.record(workspace, t.label, record.summary)
-        records.append(record)
-    return workspace, records

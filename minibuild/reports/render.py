@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from minibuild.ui import console, human
+from minibuild.cli.ui import console, human
 
 
 def _n(value: int) -> str:

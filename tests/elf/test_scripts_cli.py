@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.commands import closure as closure_cmd
+from minibuild.cli.commands import closure as closure_cmd
 from minibuild.elf import ResolveOptions, resolve, why
 from minibuild.elf.resolver import env_program, parse_shebang
 from minibuild.errors import ElfError
@@ -148,7 +148,7 @@ def test_capabilities_and_setuid_are_kept(tmp_path):
 
 def test_through_the_cli(monkeypatch, capsys):
     """`minibuild closure` as the CLI dispatches it (registered here if cli.py does not list it yet)."""
-    from minibuild import cli
+    from minibuild.cli import main as cli
 
     if "closure" not in cli.COMMANDS:
         monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "closure"))

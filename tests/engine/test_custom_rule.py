@@ -87,7 +87,7 @@ def test_a_broken_rule_file_is_bad_input(example, cli):
 
 RULE_FILE = '''\
 from minibuild.rule import Attrs, rule
-from rules.providers import DefaultInfo
+from minibuild_rules.providers import DefaultInfo
 
 
 class A(Attrs):
@@ -101,7 +101,7 @@ def write(run):
 
 def _impl(ctx):
     out = ctx.actions.declare("out")
-    ctx.actions.run(mnemonic="Write", function=f"{{__name__}}:write", version=1, params={{}}, inputs=[],
+    ctx.actions.run(mnemonic="Write", function=write, version=1, params={{}}, inputs=[],
                     outputs=[out], description=f"writing `{{ctx.label}}`")
     return [DefaultInfo((out,))]
 

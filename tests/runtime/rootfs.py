@@ -11,8 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from minibuild import elf, runtime
+from minibuild import elf
 from minibuild.elf.sysroot import Sysroot
+from minibuild.image import runtime
 
 
 def compile_c(source: Path, out: Path) -> Path:

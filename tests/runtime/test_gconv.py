@@ -13,7 +13,7 @@ import pytest
 from minibuild import elf
 from minibuild.elf.sysroot import Sysroot
 from minibuild.errors import InputError
-from minibuild.runtime import gconv
+from minibuild.image.runtime import gconv
 from tests.conftest import REPO
 from tests.runtime.rootfs import compile_c, materialize, plan_for, run_in
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from minibuild.errors import InputError
-from minibuild.runtime import locales
+from minibuild.image.runtime import locales
 from tests.conftest import REPO
 from tests.runtime.rootfs import compile_c, host_sysroot, materialize, plan_for, run_in, sysroot_workspace
 

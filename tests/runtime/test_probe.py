@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from minibuild.probe import parse_trace, unescape
+from minibuild.image.probe import parse_trace, unescape
 from tests.runtime.rootfs import glibc_sysroot, sysroot_workspace
 
 MAIN = r"""

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from minibuild.runtime.symbols import imported_symbols
+from minibuild.image.runtime.symbols import imported_symbols
 
 FILES = ["/bin/bash", "/usr/bin/python3", "/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libcurl.so.4",
          "/usr/aarch64-linux-gnu/lib/libc.so.6"]

@@ -1,4 +1,4 @@
-"""minibuild.runtime without Docker: parsing, the ld.so.cache writer, imports, and plans for host programs."""
+"""minibuild.image.runtime without Docker: parsing, the ld.so.cache writer, imports, and plans for host programs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import subprocess
 
 import pytest
 
-from minibuild import elf, runtime
+from minibuild import elf
 from minibuild.elf.ldcache import parse_cache
 from minibuild.elf.sysroot import Sysroot
-from minibuild.runtime.copy import excluded
-from minibuild.runtime.ldcache import libcmp, write_cache
-from minibuild.runtime.nss import services
-from minibuild.runtime.symbols import imported_symbols
-from minibuild.runtime.zoneinfo import zone_of
+from minibuild.image import runtime
+from minibuild.image.runtime.copy import excluded
+from minibuild.image.runtime.ldcache import libcmp, write_cache
+from minibuild.image.runtime.nss import services
+from minibuild.image.runtime.symbols import imported_symbols
+from minibuild.image.runtime.zoneinfo import zone_of
 
 
 def _plan(paths: list[str], **options) -> runtime.RuntimePlan:

@@ -6,14 +6,15 @@
     lines = ["hello", "world"]
 
 The implementation only declares the output and registers the action; the action function
-(`write_text`, below) runs at execution time and is named by "module:function" like the built-in ones.
-`__name__` is the module name minibuild gave this file when it loaded it.
+(`write_text`, below) runs at execution time; it is passed as a function object, and minibuild names it
+by its module and name in the action's key, so the action finds it again in a later build.
 """
 
 from __future__ import annotations
 
+from minibuild_rules.providers import DefaultInfo
+
 from minibuild.rule import Attrs, RuleContext, rule
-from rules.providers import DefaultInfo
 
 
 class TextFileAttrs(Attrs):
@@ -35,7 +36,7 @@ def _text_file_impl(ctx: RuleContext) -> list[object]:
     out = ctx.actions.declare(a.out)
     ctx.actions.run(
         mnemonic="TextFile",
-        function=f"{__name__}:write_text",
+        function=write_text,
         version=1,
         params={"out": a.out, "lines": a.lines, "upper": a.upper},
         inputs=[],

@@ -1,0 +1,77 @@
+"""`minibuild build`: build targets, load images into Docker, print what went into them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from minibuild.cli.commands import common
+
+NAME = "build"
+HELP = "build targets (labels or patterns such as //images:bash, //images/..., //...)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("patterns", nargs="+", metavar="LABEL", help="targets to build")
+    common.add_build_arguments(p)
+    p.add_argument("-k", "--keep-going", action="store_true",
+                   help="build everything that does not depend on a failure, report all failures at the end")
+    p.add_argument("--no-load", action="store_true", help="do not load images into the Docker engine")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
+    p.add_argument("--quiet", "-q", action="store_true", help="no per-file tables")
+    p.add_argument("--explain", action="store_true", help="say, for every action that ran, what changed")
+
+
+def run(args: argparse.Namespace) -> int:
+    from minibuild.build import build
+    from minibuild.cli import ui
+    from minibuild.oci import daemon
+    from minibuild.workspace import Workspace
+
+    started = time.monotonic()
+    workspace = Workspace.find()
+    package = workspace.relative_dir(os.getcwd())
+    connection = None if args.no_load else daemon.connect_in_background()
+    progress = ui.Progress(args.plain or args.json)
+    with progress.show():
+        result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
+                       on_event=progress.event)
+    images = [t for t in result.targets if t.summary]
+    loaded: dict[str, str] = {}
+    if images and not args.no_load:
+        loaded = common.load_images(str(workspace.root), images, required=False, connection=connection)
+    for w in result.warnings:
+        ui.warn(w)
+    if args.explain:
+        ui.explain([(r.action.description, r.reason) for r in result.results.values() if not r.cached])
+    if args.json:
+        out = {
+            "targets": [
+                {
+                    "label": str(t.label),
+                    "kind": t.kind,
+                    "rebuilt": t.rebuilt,
+                    **({"explain": t.reasons} if args.explain else {}),
+                    "outputs": t.outputs,
+                    **({k: t.summary[k] for k in ("tag", "digest", "size", "compressed_size", "oci", "tarball",
+                                                "layers")}
+                       | {"files": len([f for f in t.summary["files"] if f["kind"] == "file"]),
+                          "loaded": loaded.get(str(t.label), "no")} if t.summary else {}),
+                }
+                for t in result.targets
+            ],
+            "actions": {"run": result.run, "cached": result.cached},
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for t in images:
+            if not args.quiet:
+                ui.image_report(str(t.label), t.summary, t.rebuilt)
+            if str(t.label) in loaded:
+                ui.info(f"  docker {loaded[str(t.label)]} as {t.summary['tag']}")
+        ui.summary(len(result.targets), result.run, result.cached, time.monotonic() - started)
+    return 0

@@ -1,0 +1,90 @@
+"""What several commands share: the build options, building image targets, loading them into Docker."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 1, got `{text}`")
+    return value
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    """The build options shared by build, test, load, run and push."""
+    p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1,
+                   help="actions run at once (default: number of cores)")
+    p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
+
+
+def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bool = False) -> tuple[Any, list[Any]]:
+    """Build `patterns` (no docker load); the Workspace and the image targets (TargetResults) among them.
+
+    InputError if none of the targets is an image.
+    """
+    from minibuild.build import build
+    from minibuild.cli import ui
+    from minibuild.errors import InputError
+    from minibuild.workspace import Workspace
+
+    workspace = Workspace.find()
+    package = workspace.relative_dir(os.getcwd())
+    progress = ui.Progress(args.plain or quiet)
+    with progress.show():
+        result = build(workspace, list(patterns), package, jobs=args.jobs, on_event=progress.event)
+    for w in result.warnings:
+        ui.warn(w)
+    images = [t for t in result.targets if t.summary]
+    if not images:
+        kinds = ", ".join(f"`{t.label}` is a `{t.kind}`" for t in result.targets[:3])
+        raise InputError(f"no image among the targets: {kinds or 'nothing matched'}",
+                         hint="name an `image` target, e.g. `//images:bash`")
+    return workspace, images
+
+
+def build_records(patterns: Sequence[str], args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    """Build `patterns` without loading; (Workspace, one ImageRecord per image target, sorted by label).
+    (Every build records each image in `.minibuild/history/`, so `minibuild diff` can compare with it later.)"""
+    from minibuild.build import out_dir
+    from minibuild.reports.catalog import ImageRecord
+
+    workspace, images = build_images(patterns, args, quiet=True)
+    records = [ImageRecord(str(t.label), t.summary, out_dir(workspace, t.label))
+               for t in sorted(images, key=lambda t: str(t.label))]
+    return workspace, records
+
+
+def load_images(root: str, images: Sequence[Any], *, required: bool = True,
+                connection: Callable[[], tuple[Any, str]] | None = None) -> dict[str, str]:
+    """Load each image's tarball into the engine; label -> "loaded" | "already loaded".
+
+    Without a reachable engine: an EngineError when `required`, else one line saying so and nothing loaded.
+    `connection` is a pending `daemon.connect_in_background()`, if the caller started one.
+    """
+    from minibuild.cli import ui
+    from minibuild.errors import EngineError
+    from minibuild.oci import daemon
+
+    client, why = connection() if connection else daemon.connect()
+    if client is None:
+        if not required:
+            ui.info(f"not loading images: {why} (they are in .minibuild/out; --no-load skips this)")
+            return {}
+        raise EngineError(f"cannot load images: {why}",
+                          hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
+    known = daemon.image_ids(client)
+    loaded = {}
+    for t in images:
+        s = t.summary
+        did = daemon.load(client, os.path.join(root, s["tarball"]), s["tag"], s["config_digest"],
+                          known)
+        loaded[str(t.label)] = "loaded" if did else "already loaded"
+    return loaded

@@ -1,0 +1,48 @@
+"""`minibuild run`: build an image target, load it into the Docker engine, `docker run --rm` it."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+
+NAME = "run"
+HELP = "build an image target, load it into Docker and run it (`minibuild run //images:bash -- -c 'echo hi'`)"
+# As with `docker run`, options go before the label: everything after it is the container's arguments.
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from minibuild.cli.commands.common import add_build_arguments
+
+    add_build_arguments(p)
+    p.add_argument("--docker-arg", action="append", default=[], metavar="ARG",
+                   help="an extra argument for `docker run` (repeatable), e.g. `--docker-arg=--network=none`")
+    p.add_argument("label", metavar="LABEL", help="the image target to run; options go before it")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARG",
+                   help="arguments for the container (after an optional `--`)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from minibuild.cli.commands.common import build_images, load_images
+    from minibuild.errors import EngineError, InputError
+
+    workspace, images = build_images([args.label], args)
+    if len(images) != 1:
+        raise InputError(f"`{args.label}` names {len(images)} images; `run` needs exactly one",
+                         hint="name one image target, e.g. `//images:bash`")
+    [image] = images
+    load_images(str(workspace.root), images)
+    docker = shutil.which("docker")
+    if docker is None:
+        raise EngineError("the `docker` command is not on PATH", hint="install the docker CLI (package docker.io)")
+    tty = ["-i", "-t"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"] if sys.stdin.isatty() else []
+    container_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+    argv = [docker, "run", "--rm", *tty, *args.docker_arg, image.summary["tag"], *container_args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        code = subprocess.run(argv).returncode
+    except OSError as exc:
+        raise EngineError(f"cannot run `docker`: {exc.strerror or exc}") from None
+    return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
