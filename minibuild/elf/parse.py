@@ -15,6 +15,7 @@ import os
 import stat
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 ELF_MAGIC = b"\x7fELF"
 EHDR_MIN = 64  # glibc's open_verify rejects anything shorter as "file too short"
@@ -195,6 +196,21 @@ def _parse(host_path: str, size: int) -> ElfInfo:
 
 
 def _parse_fd(r: _Reader) -> ElfInfo:
+    elfclass, data, osabi, abiversion = _read_ident(r)
+    end = "<" if data == 1 else ">"
+    is64 = elfclass == 2
+    e_type, e_machine, e_flags, e_phnum, phent, phdrs = _read_header(r, end, is64)
+    interp, dyn_off, dyn_size, loads = _read_segments(r, end, is64, e_phnum, phent, phdrs)
+    dyn = _NO_DYNAMIC if dyn_off is None else _read_dynamic(r, end, is64, loads, dyn_off, dyn_size)
+    return ElfInfo(
+        elfclass=elfclass, data=data, osabi=osabi, abiversion=abiversion, e_type=e_type, machine=e_machine,
+        e_flags=e_flags, interp=interp, has_dynamic=dyn_off is not None, deps=dyn.deps, soname=dyn.soname,
+        rpath=dyn.rpath, runpath=dyn.runpath, flags_1=dyn.flags_1, verneed=dyn.verneed, verdef=dyn.verdef,
+    )
+
+
+def _read_ident(r: _Reader) -> tuple[int, int, int, int]:
+    """e_ident, checked as `open_verify` does: (class, data encoding, OSABI, ABI version)."""
     head = r.head
     if len(head) < 4 or head[:4] != ELF_MAGIC:
         raise ElfFormatError("invalid ELF header (bad magic)")
@@ -209,8 +225,12 @@ def _parse_fd(r: _Reader) -> ElfInfo:
         raise ElfFormatError(f"invalid ELF version {ei_version}")
     if any(head[9:16]):
         raise ElfFormatError("non-zero ELF ident padding")
-    end = "<" if data == 1 else ">"
-    is64 = elfclass == 2
+    return elfclass, data, osabi, abiversion
+
+
+def _read_header(r: _Reader, end: str, is64: bool) -> tuple[int, int, int, int, int, bytes]:
+    """The rest of the ELF header and the program header table: (type, machine, flags, count, entry size, table)."""
+    head = r.head
     if is64:
         (e_type, e_machine, e_version, _entry, e_phoff, e_shoff, e_flags, _ehsize, e_phentsize, e_phnum,
          _shentsize, _shnum, _shstrndx) = struct.unpack_from(end + "HHIQQQIHHHHHH", head, 16)
@@ -229,7 +249,12 @@ def _parse_fd(r: _Reader) -> ElfInfo:
         sh0 = r.read(e_shoff, 64 if is64 else 40, "section header 0")
         e_phnum = struct.unpack_from(end + "I", sh0, 44 if is64 else 28)[0]
     phdrs = r.read(e_phoff, e_phnum * phent, "program headers")
+    return e_type, e_machine, e_flags, e_phnum, phent, phdrs
 
+
+def _read_segments(r: _Reader, end: str, is64: bool, e_phnum: int, phent: int,
+                   phdrs: bytes) -> tuple[str | None, int | None, int | None, list[tuple[int, int, int]]]:
+    """PT_INTERP, the first PT_DYNAMIC (offset, size) and the PT_LOAD segments (vaddr, offset, filesz)."""
     interp = None
     dyn_off = dyn_size = None
     loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
@@ -247,56 +272,68 @@ def _parse_fd(r: _Reader) -> ElfInfo:
             interp = _decode(raw.split(b"\0", 1)[0])
         elif p_type == PT_DYNAMIC and dyn_off is None:
             dyn_off, dyn_size = p_offset, p_filesz
+    return interp, dyn_off, dyn_size, loads
 
-    deps: list[tuple[str, str]] = []
-    soname = rpath = runpath = None
-    flags_1 = 0
+
+class _Dynamic(NamedTuple):
+    """What PT_DYNAMIC says, strings resolved."""
+
+    deps: tuple[tuple[str, str], ...] = ()
+    soname: str | None = None
+    rpath: str | None = None
+    runpath: str | None = None
+    flags_1: int = 0
     verneed: tuple = ()
     verdef: frozenset[str] = frozenset()
-    if dyn_off is not None:
-        entsize = 16 if is64 else 8
-        count = min(dyn_size // entsize, MAX_DYN_ENTRIES)
-        raw = r.read(dyn_off, count * entsize, "PT_DYNAMIC")
-        tags: list[tuple[int, int]] = []
-        dfmt = end + ("qQ" if is64 else "iI")
-        for tag, val in struct.iter_unpack(dfmt, raw):
-            if tag == DT_NULL:
-                break
-            tags.append((tag, val))
-        values = {}
+
+
+_NO_DYNAMIC = _Dynamic()
+
+
+def _read_dynamic(r: _Reader, end: str, is64: bool, loads: list[tuple[int, int, int]], dyn_off: int,
+                  dyn_size: int) -> _Dynamic:
+    deps: list[tuple[str, str]] = []
+    soname = rpath = runpath = None
+    verneed: tuple = ()
+    verdef: frozenset[str] = frozenset()
+    entsize = 16 if is64 else 8
+    count = min(dyn_size // entsize, MAX_DYN_ENTRIES)
+    raw = r.read(dyn_off, count * entsize, "PT_DYNAMIC")
+    tags: list[tuple[int, int]] = []
+    dfmt = end + ("qQ" if is64 else "iI")
+    for tag, val in struct.iter_unpack(dfmt, raw):
+        if tag == DT_NULL:
+            break
+        tags.append((tag, val))
+    values = {}
+    for tag, val in tags:
+        values.setdefault(tag, val)
+    if DT_STRTAB in values:
+        strtab_off = _vaddr_to_offset(loads, values[DT_STRTAB])
+        strsz = values.get(DT_STRSZ, 0)
+        strtab_end = strtab_off + strsz if strsz else r.size
+
+        def string(off: int) -> str:
+            return _decode(r.cstring(strtab_off + off, strtab_end, "DT_STRTAB"))
+
         for tag, val in tags:
-            values.setdefault(tag, val)
-        if DT_STRTAB in values:
-            strtab_off = _vaddr_to_offset(loads, values[DT_STRTAB])
-            strsz = values.get(DT_STRSZ, 0)
-            strtab_end = strtab_off + strsz if strsz else r.size
-
-            def string(off: int) -> str:
-                return _decode(r.cstring(strtab_off + off, strtab_end, "DT_STRTAB"))
-
-            for tag, val in tags:
-                kind = DEP_TAGS.get(tag)
-                if kind:
-                    deps.append((kind, string(val)))
-            if DT_SONAME in values:
-                soname = string(values[DT_SONAME])
-            if DT_RPATH in values:
-                rpath = string(values[DT_RPATH])
-            if DT_RUNPATH in values:
-                runpath = string(values[DT_RUNPATH])
-            if DT_VERNEED in values:
-                verneed = _read_verneed(r, end, loads, values[DT_VERNEED], values.get(DT_VERNEEDNUM, 0), string)
-            if DT_VERDEF in values:
-                verdef = _read_verdef(r, end, loads, values[DT_VERDEF], values.get(DT_VERDEFNUM, 0), string)
-        elif any(t in DEP_TAGS or t in (DT_SONAME, DT_RPATH, DT_RUNPATH) for t, _ in tags):
-            raise ElfFormatError("PT_DYNAMIC has strings but no DT_STRTAB")
-        flags_1 = values.get(DT_FLAGS_1, 0)
-
-    return ElfInfo(
-        elfclass=elfclass, data=data, osabi=osabi, abiversion=abiversion, e_type=e_type, machine=e_machine,
-        e_flags=e_flags, interp=interp, has_dynamic=dyn_off is not None, deps=tuple(deps), soname=soname,
-        rpath=rpath, runpath=runpath, flags_1=flags_1, verneed=verneed, verdef=verdef,
-    )
+            kind = DEP_TAGS.get(tag)
+            if kind:
+                deps.append((kind, string(val)))
+        if DT_SONAME in values:
+            soname = string(values[DT_SONAME])
+        if DT_RPATH in values:
+            rpath = string(values[DT_RPATH])
+        if DT_RUNPATH in values:
+            runpath = string(values[DT_RUNPATH])
+        if DT_VERNEED in values:
+            verneed = _read_verneed(r, end, loads, values[DT_VERNEED], values.get(DT_VERNEEDNUM, 0), string)
+        if DT_VERDEF in values:
+            verdef = _read_verdef(r, end, loads, values[DT_VERDEF], values.get(DT_VERDEFNUM, 0), string)
+    elif any(t in DEP_TAGS or t in (DT_SONAME, DT_RPATH, DT_RUNPATH) for t, _ in tags):
+        raise ElfFormatError("PT_DYNAMIC has strings but no DT_STRTAB")
+    flags_1 = values.get(DT_FLAGS_1, 0)
+    return _Dynamic(tuple(deps), soname, rpath, runpath, flags_1, verneed, verdef)
 
 
 def _decode(raw: bytes) -> str:

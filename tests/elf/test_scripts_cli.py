@@ -12,7 +12,7 @@ import pytest
 
 from minibuild.cli.commands import closure as closure_cmd
 from minibuild.elf import ResolveOptions, resolve, why
-from minibuild.elf.resolver import env_program, parse_shebang
+from minibuild.elf.scripts import env_program, parse_shebang
 from minibuild.errors import ElfError
 from tests.elf import cc, oracle
 
