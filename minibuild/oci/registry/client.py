@@ -1,0 +1,139 @@
+"""The distribution API calls a push needs: check, mount and upload blobs, put manifests.
+
+The client checks each blob with HEAD, mounts blobs across repositories of the same registry, uploads
+the rest monolithically or in chunks streamed from the file, and puts manifests under a tag or digest.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+from urllib.parse import urljoin
+
+from minibuild.errors import EngineError
+from minibuild.oci._io import read_error
+from minibuild.oci.registry.connection import Body, RegistryConnection
+from minibuild.oci.spec import sha256_digest
+
+DEFAULT_CHUNK_SIZE = 64 << 20
+_READ_CHUNK = 1 << 20
+
+
+class RegistryClient(RegistryConnection):
+    """One registry: scheme discovery, authentication and retries around the distribution API calls."""
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        def op() -> bool:
+            r = self.request("HEAD", f"/v2/{repository}/blobs/{digest}", scopes=[_scope(repository)])
+            if r.status_code == 404:
+                return False
+            if r.ok:
+                return True
+            raise self._fail(f"checking blob `{digest}` in `{repository}`", r)
+
+        return self._retrying(f"checking blob `{digest}`", op)
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> str | None:
+        """Mount a blob from another repository: None if mounted, else the upload URL the registry opened."""
+        def op() -> str | None:
+            r = self.request("POST", f"/v2/{repository}/blobs/uploads/",
+                             params={"mount": digest, "from": from_repository},
+                             scopes=[_scope(repository), _scope(from_repository, "pull")],
+                             headers={"Content-Length": "0"})
+            if r.status_code == 201:
+                return None
+            if r.status_code == 202 and r.headers.get("Location"):
+                return urljoin(r.url, r.headers["Location"])
+            raise self._fail(f"mounting blob `{digest}` from `{from_repository}` into `{repository}`", r)
+
+        return self._retrying(f"mounting blob `{digest}`", op)
+
+    def _start_upload(self, repository: str) -> str:
+        r = self.request("POST", f"/v2/{repository}/blobs/uploads/", scopes=[_scope(repository)],
+                         headers={"Content-Length": "0"})
+        if r.status_code != 202 or not r.headers.get("Location"):
+            raise self._fail(f"starting an upload to `{repository}`", r)
+        return urljoin(r.url, r.headers["Location"])
+
+    def upload_blob(self, repository: str, digest: str, path: str, size: int, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                    location: str | None = None) -> None:
+        """Upload the blob at `path` (streamed from the file); chunked when larger than chunk_size.
+
+        A retry restarts the whole upload with a new session: a broken session cannot be trusted.
+        """
+        opened = [location]
+
+        def op() -> None:
+            url = opened[0] or self._start_upload(repository)
+            opened[0] = None
+            if size > chunk_size:
+                url = self._patch_chunks(repository, digest, url, path, size, chunk_size)
+                body: Body | None = None
+                headers = {"Content-Length": "0"}
+            else:
+                body = _opener(path)
+                headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            r = self.request("PUT", url, params={"digest": digest}, headers=headers, body=body,
+                             scopes=[_scope(repository)])
+            if not r.ok:
+                raise self._fail(f"the upload of blob `{digest}` to `{repository}`", r)
+
+        self._retrying(f"uploading blob `{digest}`", op)
+
+    def _patch_chunks(self, repository: str, digest: str, url: str, path: str, size: int, chunk_size: int) -> str:
+        offset = 0
+        try:
+            f = open(path, "rb")  # closed below; open errors must name the blob
+        except OSError as exc:
+            raise read_error(exc, path, f"blob {digest}") from exc
+        with f:
+            while offset < size:
+                chunk = _read_exactly(f, min(chunk_size, size - offset), path)
+                headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                           "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
+                r = self.request("PATCH", url, headers=headers, body=lambda c=chunk: c,  # type: ignore[misc]
+                                 scopes=[_scope(repository)])
+                if r.status_code != 202 or not r.headers.get("Location"):
+                    raise self._fail(f"a chunk of blob `{digest}` for `{repository}`", r)
+                url = urljoin(r.url, r.headers["Location"])
+                offset += len(chunk)
+        return url
+
+    def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
+        """PUT a manifest or index under a tag or digest; the digest the registry reports (or ours)."""
+        def op() -> str:
+            r = self.request("PUT", f"/v2/{repository}/manifests/{reference}", body=lambda: data,
+                             headers={"Content-Type": media_type}, scopes=[_scope(repository)])
+            if not r.ok:
+                raise self._fail(f"the manifest `{reference}` of `{repository}`", r)
+            return r.headers.get("Docker-Content-Digest") or sha256_digest(data)
+
+        return self._retrying(f"putting manifest `{reference}`", op)
+
+
+def _scope(repository: str, actions: str = "pull,push") -> str:
+    return f"repository:{repository}:{actions}"
+
+
+def _opener(path: str) -> Body:
+    def open_blob() -> BinaryIO:
+        try:
+            return open(path, "rb")  # requests streams it; _raw closes it
+        except OSError as exc:
+            raise read_error(exc, path, "blob") from exc
+
+    return open_blob
+
+
+def _read_exactly(f: BinaryIO, n: int, path: str) -> bytes:
+    parts, left = [], n
+    while left:
+        try:
+            data = f.read(min(left, _READ_CHUNK))
+        except OSError as exc:
+            raise read_error(exc, path, "blob") from exc
+        if not data:
+            raise EngineError(f"blob `{path}` shrank while it was being pushed")
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)
+
