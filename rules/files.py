@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-from minibuild_rules.common import Mode, image_path
-from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo
 from pydantic import field_validator
 
 from minibuild.rule import Attrs, RuleContext, rule
+from minibuild_rules.common import Mode, image_path
+from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo
 
 
 class GroupFile(Attrs):
@@ -29,8 +29,8 @@ class FilesAttrs(Attrs):
     files: list[GroupFile]
 
 
-def _files_impl(ctx: RuleContext) -> list[object]:
-    a: FilesAttrs = ctx.attrs  # type: ignore[assignment]
+def _files_impl(ctx: RuleContext[FilesAttrs]) -> list[object]:
+    a = ctx.attrs
     entries = []
     seen: dict[str, int] = {}
     for i, f in enumerate(a.files):

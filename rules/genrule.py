@@ -14,16 +14,26 @@ change `version` to force a rebuild after a toolchain upgrade.
 from __future__ import annotations
 
 import os
-import posixpath
 import shlex
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from minibuild_rules.providers import DefaultInfo
 from pydantic import field_validator
 
+from minibuild.actions import Artifact
 from minibuild.errors import BuildError
 from minibuild.executor import ActionRun
 from minibuild.rule import Attrs, RuleContext, rule
+from minibuild_rules.providers import DefaultInfo
+
+
+@dataclass(frozen=True)
+class GenruleParams:
+    cmd: str
+    env: Mapping[str, str]
+    srcs: tuple[Artifact, ...]
+    version: str
 
 
 class GenruleAttrs(Attrs):
@@ -46,16 +56,15 @@ class GenruleAttrs(Attrs):
         return v
 
 
-def _genrule_impl(ctx: RuleContext) -> list[object]:
-    a: GenruleAttrs = ctx.attrs  # type: ignore[assignment]
+def _genrule_impl(ctx: RuleContext[GenruleAttrs]) -> list[object]:
+    a = ctx.attrs
     srcs = [ctx.source(s, f"srcs[{i}]") for i, s in enumerate(a.srcs)]
     outs = [ctx.actions.declare(o) for o in a.outs]
     ctx.actions.run(
         mnemonic="Genrule",
         function=run_genrule,
         version=1,
-        params={"cmd": a.cmd, "env": a.env, "srcs": [s.path for s in srcs], "version": a.version,
-                "names": {s.path: posixpath.basename(s.path) for s in srcs}},
+        params=GenruleParams(cmd=a.cmd, env=a.env, srcs=tuple(srcs), version=a.version),
         inputs=srcs,
         outputs=outs,
         description=f"running genrule `{ctx.label}`",
@@ -63,10 +72,10 @@ def _genrule_impl(ctx: RuleContext) -> list[object]:
     return [DefaultInfo(tuple(outs))]
 
 
-def run_genrule(run: ActionRun) -> None:
-    srcs = [run.inputs[p] for p in run.params["srcs"]]
+def run_genrule(run: ActionRun[GenruleParams]) -> None:
+    srcs = [run.input(s) for s in run.params.srcs]
     outs = list(run.outputs.values())
-    cmd = run.params["cmd"]
+    cmd = run.params.cmd
     subst = {
         "$(SRCS)": " ".join(shlex.quote(s) for s in srcs),
         "$(OUTS)": " ".join(shlex.quote(o) for o in outs),
@@ -81,7 +90,7 @@ def run_genrule(run: ActionRun) -> None:
             cmd = cmd.replace(token, value)
     work = os.path.dirname(outs[0])
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": work, "LC_ALL": "C.UTF-8",
-           "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0"), **run.params["env"]}
+           "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0"), **run.params.env}
     proc = subprocess.run(["/bin/bash", "-eo", "pipefail", "-c", cmd], cwd=work, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
     if proc.returncode != 0:

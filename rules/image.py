@@ -10,13 +10,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from minibuild_rules.common import Mode, Size, check_tag, image_path
-from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 from pydantic import field_validator
 
 from minibuild.actions import Artifact
-from minibuild.image import actions
+from minibuild.executor import ActionRun
+from minibuild.image import assemble, closure, layers
+from minibuild.image.params import (
+    ClosureParams,
+    ConfigParams,
+    FileParam,
+    ImageParams,
+    IndexParams,
+    LayersParams,
+    PlatformParams,
+    ProbeParams,
+    RuntimeParams,
+    TreeParam,
+    names,
+)
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
+from minibuild_rules.common import Mode, Size, check_tag, image_path
+from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -135,7 +149,7 @@ class ImageAttrs(Attrs):
         return v
 
 
-def _file_entries(ctx: RuleContext, index: int, spec: FileSpec) -> list[FileEntry]:
+def _file_entries(ctx: RuleContext[ImageAttrs], index: int, spec: FileSpec) -> list[FileEntry]:
     attr = f"files[{index}]"
     if not isinstance(spec.src, Dep):
         if spec.dest is None:
@@ -169,15 +183,35 @@ def _file_entries(ctx: RuleContext, index: int, spec: FileSpec) -> list[FileEntr
 LABEL_BINARY_DIR = "/usr/local/bin"
 
 
-def _label_outputs(ctx: RuleContext, label: str, attr: str) -> tuple[Artifact, ...]:
+def _label_outputs(ctx: RuleContext[ImageAttrs], label: str, attr: str) -> tuple[Artifact, ...]:
     for provider in ctx.dep(label):
         if isinstance(provider, DefaultInfo) and not any(isinstance(p, ImageInfo) for p in ctx.dep(label)):
             return provider.files
     raise ctx.fail(f"`{label}` is not a program: `binaries` takes sysroot paths and genrule targets", attr)
 
 
-def _image_impl(ctx: RuleContext) -> list[object]:
-    a: ImageAttrs = ctx.attrs  # type: ignore[assignment]
+def resolve_closure(run: ActionRun[ClosureParams]) -> None:
+    """ElfClosure: closure.json, the binaries' ELF closure with runtime files and what `probe` found."""
+    closure.resolve_closure(run)
+
+
+def write_layers(run: ActionRun[LayersParams]) -> None:
+    """Layers: the image's files cut into layers, stored; layers.json describes them."""
+    layers.write_layers(run)
+
+
+def write_image(run: ActionRun[ImageParams]) -> None:
+    """Image: config.json and manifest.json of one platform (and image.tar when it is the only one)."""
+    assemble.write_image(run)
+
+
+def write_index(run: ActionRun[IndexParams]) -> None:
+    """ImageIndex: the index of a multi-platform image and the tarball of the host's platform."""
+    assemble.write_index(run)
+
+
+def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
+    a = ctx.attrs
     tag = check_tag(a.tag) if a.tag else check_tag(
         f"{ctx.label.package}/{ctx.label.name}:latest".lstrip("/").lower())
     files = [e for i, spec in enumerate(a.files) for e in _file_entries(ctx, i, spec)]
@@ -196,16 +230,11 @@ def _image_impl(ctx: RuleContext) -> list[object]:
     if not binaries and not files and not base and not a.trees and a.tzdata is not True:
         raise ctx.fail("an image needs at least one of `binaries`, `files`, `trees` or `base`", "binaries")
 
-    config_params = {
-        "entrypoint": entrypoint,
-        "cmd": a.cmd,
-        "env": [f"{k}={v}" for k, v in env.items()],
-        "workdir": a.workdir,
-        "user": "65532:65532" if a.user == "nonroot" else a.user,
-        "labels": a.labels,
-        "exposed_ports": a.exposed_ports,
-        "stop_signal": a.stop_signal,
-    }
+    config_params = ConfigParams(
+        entrypoint=tuple(entrypoint), cmd=tuple(a.cmd), env=tuple(f"{k}={v}" for k, v in env.items()),
+        workdir=a.workdir, user="65532:65532" if a.user == "nonroot" else a.user, labels=a.labels,
+        exposed_ports=tuple(a.exposed_ports), stop_signal=a.stop_signal,
+    )
     platforms = a.platforms or ([] if not base or len(base.platforms) == 1 else [p.platform for p in base.platforms])
     multi = len(platforms) > 1
     built = []
@@ -220,11 +249,11 @@ def _image_impl(ctx: RuleContext) -> list[object]:
         index, tarball = ctx.actions.declare("index.json"), ctx.actions.declare("image.tar")
         ctx.actions.run(
             mnemonic="ImageIndex",
-            function=actions.write_index,
+            function=write_index,
             version=1,
-            params={"images": [{"platform": b.platform, "config": b.config.path, "manifest": b.manifest.path,
-                                "layers": b.layers.path} for b in built],
-                    "tag": tag, "epoch": ctx.epoch, "annotations": a.annotations},
+            params=IndexParams(images=tuple(PlatformParams(b.platform, b.config, b.manifest, b.layers) for b in built),
+                               tag=tag, epoch=ctx.epoch, annotations=a.annotations, index_out=index,
+                               tarball_out=tarball),
             inputs=[art for b in built for art in (b.config, b.manifest, b.layers)],
             outputs=[index, tarball],
             description=f"writing the image index `{tag}`",
@@ -235,87 +264,84 @@ def _image_impl(ctx: RuleContext) -> list[object]:
             DefaultInfo(files=(tarball,))]
 
 
-def _platform_image(ctx: RuleContext, a: ImageAttrs, platform: str | None, prefix: str, binaries: list[str],
-                    files: list[FileEntry], env: dict[str, str], config_params: dict[str, object], tag: str,
-                    base: PlatformImage | None, overlay: dict[str, Artifact], write_tarball: bool) -> PlatformImage:
-    """The closure, layers and image actions of one platform of an image."""
-    sysroot = ctx.platforms.get(platform, ctx.sysroot) if platform else ctx.sysroot
-    where = f" for `{platform}`" if prefix else ""
-    closure = ctx.actions.declare(prefix + "closure.json")
+def _file_params(files: list[FileEntry]) -> tuple[FileParam, ...]:
+    return tuple(FileParam(e.dest, e.mode, e.artifact, e.origin) for e in files)
+
+
+def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot: str, binaries: list[str],
+                    files: list[FileEntry], env: dict[str, str], user: str,
+                    overlay: dict[str, Artifact]) -> ClosureParams:
+    a = ctx.attrs
     # An /etc/nsswitch.conf the image ships itself replaces the generated one; the modules it names are added.
     nsswitch_conf = next((e.artifact for e in files if e.dest == "/etc/nsswitch.conf"), None)
     # The probe runs in the image as it will be, so it sees the image's own files too.
-    probe = {
-        "commands": a.probe, "timeout": a.probe_timeout, "user": config_params["user"], "user_name": a.user,
-        "ld_so_cache": a.ld_so_cache, "platform_arch": platform.split("/")[1] if platform else None,
-        "files": [{"dest": e.dest, "mode": e.mode, "input": e.artifact.path, "origin": e.origin} for e in files],
-    } if a.probe else None
-    runtime = {
-        "nsswitch": a.nsswitch, "nsswitch_conf": nsswitch_conf.path if nsswitch_conf else None,
-        "ca_certificates": a.ca_certificates, "tzdata": a.tzdata, "terminfo": a.terminfo,
-        "libgcc_s": a.libgcc_s, "python_stdlib": a.python_stdlib, "python_packages": a.python_packages,
-        "gconv": a.gconv, "locales": a.locales,
-        "trees": [{"src": t.src, "exclude": t.exclude} for t in a.trees],
-    }
+    probe = ProbeParams(
+        commands=tuple(tuple(c) for c in a.probe), timeout=a.probe_timeout, user=user, user_name=a.user,
+        ld_so_cache=a.ld_so_cache, platform_arch=platform.split("/")[1] if platform else None,
+        files=_file_params(files),
+    ) if a.probe else None
+    runtime = RuntimeParams(
+        nsswitch=a.nsswitch, nsswitch_conf=nsswitch_conf, ca_certificates=a.ca_certificates,
+        tzdata=names(a.tzdata), terminfo=names(a.terminfo), libgcc_s=a.libgcc_s, python_stdlib=a.python_stdlib,
+        python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
+        trees=tuple(TreeParam(t.src, tuple(t.exclude)) for t in a.trees),
+    )
+    return ClosureParams(paths=tuple(binaries), sysroot=sysroot, env=env, workdir=a.workdir or "/",
+                         platform=platform, overlay=overlay, runtime=runtime, probe=probe)
+
+
+def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str | None, prefix: str,
+                    binaries: list[str], files: list[FileEntry], env: dict[str, str], config_params: ConfigParams,
+                    tag: str, base: PlatformImage | None, overlay: dict[str, Artifact],
+                    write_tarball: bool) -> PlatformImage:
+    """The closure, layers and image actions of one platform of an image."""
+    sysroot = ctx.platforms.get(platform, ctx.sysroot) if platform else ctx.sysroot
+    where = f" for `{platform}`" if prefix else ""
+    closure_out = ctx.actions.declare(prefix + "closure.json")
+    params = _closure_params(ctx, platform, sysroot, binaries, files, env, config_params.user, overlay)
     ctx.actions.run(
         mnemonic="ElfClosure",
-        function=actions.resolve_closure,
+        function=resolve_closure,
         version=1,
-        params={"paths": binaries, "sysroot": sysroot, "env": env, "workdir": a.workdir or "/",
-                "platform": platform, "overlay": {dest: art.path for dest, art in overlay.items()},
-                "runtime": runtime, **({"probe": probe} if probe else {})},
-        inputs=sorted(set(overlay.values()) | ({nsswitch_conf} if nsswitch_conf else set())
-                      | ({e.artifact for e in files} if probe else set())),
-        outputs=[closure],
+        params=params,
+        inputs=sorted(set(overlay.values()) | {e.artifact for e in files if e.dest == "/etc/nsswitch.conf"}
+                      | ({e.artifact for e in files} if params.probe else set())),
+        outputs=[closure_out],
         description=f"resolving the ELF closure of `{ctx.label}`{where}",
         discovers_inputs=True,
     )
-    layers = ctx.actions.declare(prefix + "layers.json")
+    layers_out = ctx.actions.declare(prefix + "layers.json")
     ctx.actions.run(
         mnemonic="Layers",
-        function=actions.write_layers,
+        function=write_layers,
         version=1,
-        params={
-            "closure": closure.path,
-            "files": [{"dest": e.dest, "mode": e.mode, "input": e.artifact.path, "origin": e.origin}
-                      for e in files],
-            "user": a.user,
-            "base_layers": base.layers.path if base else None,
-            "layering": a.layering,
-            "ld_so_cache": a.ld_so_cache,
-            "allow_secrets": a.allow_secrets,
-            "keep_setuid": a.keep_setuid,
-            "max_size": a.max_size,
-            "compression": a.compression,
-            "gzip_level": a.gzip_level,
-            "epoch": ctx.epoch,
-        },
-        inputs=[closure, *([base.layers] if base else []), *sorted({e.artifact for e in files})],
-        outputs=[layers],
+        params=LayersParams(
+            closure=closure_out, files=_file_params(files), user=a.user, base_layers=base.layers if base else None,
+            layering=a.layering, ld_so_cache=a.ld_so_cache, allow_secrets=a.allow_secrets,
+            keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
+            epoch=ctx.epoch,
+        ),
+        inputs=[closure_out, *([base.layers] if base else []), *sorted({e.artifact for e in files})],
+        outputs=[layers_out],
         description=f"writing the layers of `{ctx.label}`{where}",
     )
-    names = ("config.json", "manifest.json", "image.tar") if write_tarball else ("config.json", "manifest.json")
-    outputs = [ctx.actions.declare(prefix + n) for n in names]
+    config, manifest = ctx.actions.declare(prefix + "config.json"), ctx.actions.declare(prefix + "manifest.json")
+    tarball = ctx.actions.declare(prefix + "image.tar") if write_tarball else None
     ctx.actions.run(
         mnemonic="Image",
-        function=actions.write_image,
+        function=write_image,
         version=1,
-        params={
-            "layers": layers.path,
-            "tag": tag,
-            "epoch": ctx.epoch,
-            "platform": platform,
-            "config": config_params,
-            "annotations": a.annotations,
-            "base": {"config": base.config.path} if base else None,
-            "outputs": {n.split(".")[0]: o.name for n, o in zip(names, outputs, strict=True)},
-        },
-        inputs=[layers, *([base.config] if base else [])],
-        outputs=outputs,
+        params=ImageParams(
+            layers=layers_out, tag=tag, epoch=ctx.epoch, platform=platform, config=config_params,
+            annotations=a.annotations, base_config=base.config if base else None, config_out=config,
+            manifest_out=manifest, tarball_out=tarball,
+        ),
+        inputs=[layers_out, *([base.config] if base else [])],
+        outputs=[config, manifest, *([tarball] if tarball else [])],
         description=f"writing the image `{tag}`{where}",
     )
-    return PlatformImage(platform=platform or "", closure=closure, layers=layers, config=outputs[0],
-                         manifest=outputs[1])
+    return PlatformImage(platform=platform or "", closure=closure_out, layers=layers_out, config=config,
+                         manifest=manifest)
 
 
 image = rule(

@@ -17,14 +17,14 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from minibuild_rules.common import Mode, image_path
-from minibuild_rules.providers import ImageInfo
-from minibuild_rules.test_providers import CommandCheck, FileCheck, ImageTestInfo, MetadataCheck
 from pydantic import AfterValidator, field_validator, model_validator
 
 from minibuild.errors import InputError
 from minibuild.label import Label
 from minibuild.rule import Attrs, LabelAttr, RuleContext, rule
+from minibuild_rules.common import Mode, image_path
+from minibuild_rules.providers import ImageInfo
+from minibuild_rules.test_providers import CommandCheck, FileCheck, ImageTestInfo, MetadataCheck
 
 
 def _check_regex(value: str) -> str:
@@ -97,8 +97,8 @@ class ImageTestAttrs(Attrs):
         return self
 
 
-def _image_test_impl(ctx: RuleContext) -> list[object]:
-    a: ImageTestAttrs = ctx.attrs  # type: ignore[assignment]
+def _image_test_impl(ctx: RuleContext[ImageTestAttrs]) -> list[object]:
+    a = ctx.attrs
     try:
         image = ctx.provider(a.image, ImageInfo)
     except InputError:

@@ -11,7 +11,8 @@ from minibuild.build import same_file
 from minibuild.cache import Cache
 from minibuild.digest import sha256_bytes
 from minibuild.image import history
-from minibuild.image.actions import host_architecture, image_files
+from minibuild.image.assemble import host_architecture
+from minibuild.image.layers import image_files
 from minibuild.oci.layout import write_layout
 from minibuild.oci.spec import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Descriptor
 from minibuild.rule import BuiltTarget

@@ -224,12 +224,11 @@ def test_no_engine_is_exit_1(workspace, cli, tmp_path):
 
 
 def test_analysis_registers_no_action(workspace):
-    from minibuild_rules.providers import ImageInfo
-    from minibuild_rules.test_providers import ImageTestInfo
-
     from minibuild.analysis import Analysis
     from minibuild.label import Label
     from minibuild.workspace import Workspace
+    from minibuild_rules.providers import ImageInfo
+    from minibuild_rules.test_providers import ImageTestInfo
 
     workspace.write("app/BUILD.toml", PASSING)
     analysis = Analysis(Workspace(workspace.root))

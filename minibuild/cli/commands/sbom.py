@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
                          hint="name a single image target, e.g. `//images:bash`")
     [record] = records
     layout = os.path.join(str(workspace.root), record.summary["oci"])
-    from minibuild.image.actions import host_architecture
+    from minibuild.image.assemble import host_architecture
 
     sysroot = workspace.sysroot(f"linux/{host_architecture()}")
     files, packages = sbom.collect(record.summary, layout, sysroot)

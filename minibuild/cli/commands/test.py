@@ -99,9 +99,8 @@ def _test_targets(workspace: Any, patterns: Sequence[str], package: str | None) 
 
     Analysis as `build()` does it (stored and reused the same way).
     """
-    from minibuild_rules.test_providers import ImageTestInfo
-
     from minibuild.build import analyse, open_cache
+    from minibuild_rules.test_providers import ImageTestInfo
 
     _, stat_cache = open_cache(workspace)
     try:

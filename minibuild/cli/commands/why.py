@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def chain(closure: dict, layers: dict, path: str) -> list[str] | None:
     """Steps from a root to `path`, or None when the image does not hold it."""
-    from minibuild.image.actions import build_tree, image_files
+    from minibuild.image.layers import image_files
+    from minibuild.image.tree import build_tree
 
     files = {f["path"]: f for f in image_files(layers)}
     tree, _ = build_tree({**closure, "entries": [e for e in closure["entries"] if e["kind"] != "file"]}, [], {}, "")

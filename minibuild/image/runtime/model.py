@@ -35,21 +35,6 @@ class RuntimeOptions:
     trees: tuple[TreeSpec, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
 
-    @classmethod
-    def from_params(cls, p: dict) -> RuntimeOptions:
-        def names(v: object) -> bool | tuple[str, ...] | None:
-            return tuple(v) if isinstance(v, list) else v  # type: ignore[return-value]
-
-        return cls(
-            nsswitch=p.get("nsswitch"), nsswitch_conf=p.get("nsswitch_conf"),
-            ca_certificates=p.get("ca_certificates"), tzdata=names(p.get("tzdata")),
-            terminfo=names(p.get("terminfo")), libgcc_s=p.get("libgcc_s"),
-            gconv=names(p.get("gconv")), locales=names(p.get("locales")),
-            python_stdlib=p.get("python_stdlib", "minimal"), python_packages=tuple(p.get("python_packages", ())),
-            trees=tuple(TreeSpec(t["src"], tuple(t.get("exclude", ())), "tree") for t in p.get("trees", ())),
-            env=tuple(sorted(p.get("env", {}).items())),
-        )
-
 
 @dataclass(frozen=True)
 class RuntimeFile:

@@ -12,9 +12,8 @@ by its module and name in the action's key, so the action finds it again in a la
 
 from __future__ import annotations
 
-from minibuild_rules.providers import DefaultInfo
-
 from minibuild.rule import Attrs, RuleContext, rule
+from minibuild_rules.providers import DefaultInfo
 
 
 class TextFileAttrs(Attrs):
@@ -31,8 +30,8 @@ def write_text(run) -> None:
         f.write(text)
 
 
-def _text_file_impl(ctx: RuleContext) -> list[object]:
-    a: TextFileAttrs = ctx.attrs  # type: ignore[assignment]
+def _text_file_impl(ctx: RuleContext[TextFileAttrs]) -> list[object]:
+    a = ctx.attrs
     out = ctx.actions.declare(a.out)
     ctx.actions.run(
         mnemonic="TextFile",

@@ -1,0 +1,172 @@
+"""The layers action: the image's file tree cut into layers, bottom to top, written and stored.
+
+layers.json = {"layers": [{"digest", "size", "media_type", "diff_id", "uncompressed_size", "created_by",
+"files": [{"path", "kind", "size", "mode", "reason", "target"?, "digest"?}]}], "architecture", "variant",
+"warnings", "max_size"}: the whole image, a base image's layers first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from minibuild.errors import BuildError, InputError
+from minibuild.executor import ActionRun
+from minibuild.image.documents import read_json, write_json
+from minibuild.image.params import LayersParams
+from minibuild.image.tree import GROUPS, ImageTree, TreeEntry, build_tree
+from minibuild.oci.layer import LayerEntry, write_layer
+
+_HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: shared libraries",
+            "runtime": "minibuild: runtime files (stdlib, certificates, zoneinfo, terminfo)",
+            "app": "minibuild: binaries and files"}
+
+
+def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any]) -> tuple[ImageTree, dict[str, str]]:
+    """The image's tree (secrets refused, setuid bits dropped unless asked) and each path's layer group."""
+    p = run.params
+    files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
+              "digest": run.digest(run.input(f.input))} for f in p.files]
+    tree, groups = build_tree(closure, files, run.inputs, p.user, p.ld_so_cache)
+    if not p.allow_secrets:
+        _refuse_secrets(tree, run.action.owner)
+    if not p.keep_setuid:
+        # setuid/setgid programs are rarely meant to be so in a container; Docker's default drops them
+        # anyway only at run time, so the image should not carry them unless asked.
+        for path, e in list(tree.entries.items()):
+            if e.kind == "file" and e.mode & 0o6000:
+                tree.entries[path] = dataclasses.replace(e, mode=e.mode & ~0o6000)
+    return tree, groups
+
+
+def _layer_document(group: str, layer: Any, entries: list[TreeEntry]) -> dict[str, Any]:
+    return {
+        "digest": layer.descriptor.digest, "size": layer.descriptor.size,
+        "media_type": layer.descriptor.media_type, "diff_id": layer.diff_id,
+        "uncompressed_size": layer.uncompressed_size,
+        "created_by": _HISTORY.get(group) or f"minibuild: shared library {posixpath.basename(group[4:])}",
+        "files": [{"path": e.path, "kind": e.kind, "size": e.size if e.kind == "file" else 0, "mode": e.mode,
+                   "reason": e.reason, **({"target": e.target} if e.target else {}),
+                   **({"digest": e.digest} if e.digest else {})} for e in entries],
+    }
+
+
+def write_layers(run: ActionRun[LayersParams]) -> None:
+    p = run.params
+    closure = read_json(run.input(p.closure))
+    tree, groups = _image_tree(run, closure)
+    # What the base image already has, byte for byte, is not written again.
+    base_layers = read_json(run.input(p.base_layers))["layers"] if p.base_layers is not None else []
+    below = {f["path"]: f for f in image_files({"layers": base_layers})}
+    by_group: dict[str, list[TreeEntry]] = {g: [] for g in GROUPS}
+    for path, entry in sorted(tree.entries.items()):
+        if _same_as_base(entry, below.get(path)):
+            continue
+        by_group.setdefault("app" if p.layering == "single" else groups.get(path, "app"), []).append(entry)
+    [out] = run.outputs.values()
+    work = os.path.dirname(out)
+
+    def write(group: str) -> Any:
+        entries = [LayerEntry(e.path, e.kind, e.mode, source=e.source, data=e.data, target=e.target, origin=e.origin)
+                   for e in by_group[group]]
+        return write_layer(entries, os.path.join(work, _layer_file(group)), compression=p.compression,
+                           gzip_level=p.gzip_level, epoch=p.epoch)
+
+    if p.max_size:
+        _check_budget(tree, below, p.max_size, run.action.owner)
+    # Bottom to top: loader and libc, each big library (by path), the other libraries, runtime files, the app.
+    big = sorted(g for g in by_group if g.startswith("lib:"))
+    groups_used = [g for g in (GROUPS[0], *big, *GROUPS[1:]) if by_group[g]]
+    # Compression and hashing release the GIL, so the layers are written side by side.
+    with ThreadPoolExecutor(max_workers=len(groups_used) or 1) as pool:
+        written = list(pool.map(write, groups_used))
+    layers = []
+    for group, layer in zip(groups_used, written, strict=True):
+        run.store_blob(os.path.join(work, _layer_file(group)), layer.descriptor.digest)
+        layers.append(_layer_document(group, layer, by_group[group]))
+    write_json(out, {
+        # The whole image, bottom first: a base image's layers included.
+        "layers": base_layers + layers, "architecture": closure.get("architecture"),
+        "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
+        "max_size": p.max_size,
+    })
+
+
+_SECRET_PATHS = re.compile(r"(^/etc/g?shadow-?$)|(/\.ssh/)|(/\.docker/config\.json$)|(/\.aws/credentials$)|"
+                           r"(/\.netrc$)|(/\.git-credentials$)")
+
+
+
+_SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx")
+
+
+
+def _refuse_secrets(tree: ImageTree, owner: object) -> None:
+    """Files that look like private keys or credentials stop the build unless `allow_secrets = true`."""
+    for path, e in sorted(tree.entries.items()):
+        if e.kind != "file":
+            continue
+        why = "its path is a well-known credentials file" if _SECRET_PATHS.search(path) else None
+        if why is None and path.endswith(_SECRET_SUFFIXES):
+            head = e.data[:1 << 16] if e.data is not None else _head(e.source)
+            if b"PRIVATE KEY" in head:
+                why = "it holds a PRIVATE KEY"
+        if why:
+            raise InputError(f"`{owner}` would ship `{path}`, which looks like a secret: {why}",
+                             causes=(f"from {e.origin}: {e.reason}",),
+                             hint="remove it from the image, or set `allow_secrets = true` if it is meant to ship")
+
+
+
+def _head(source: str | None) -> bytes:
+    if not source:
+        return b""
+    with open(source, "rb") as f:
+        return f.read(1 << 16)
+
+
+
+def _layer_file(group: str) -> str:
+    return "layer-" + group.replace("/", "_").replace(":", "_")
+
+
+
+def _check_budget(tree: ImageTree, below: dict[str, Any], budget: int, owner: object) -> None:
+    """The whole image (a base image's files included) must fit in `max_size` bytes, uncompressed."""
+    files = [e for e in tree.entries.values() if e.kind == "file"]
+    files += [TreeEntry(f["path"], "file", f.get("mode", 0o644), f["reason"], "base image", size=f["size"])
+              for f in below.values() if f["kind"] == "file" and f["path"] not in tree.entries]
+    total = sum(e.size for e in files)
+    if total <= budget:
+        return
+    biggest = sorted(files, key=lambda e: -e.size)[:8]
+    raise BuildError(
+        f"`{owner}` is {total:,} bytes, over its `max_size` of {budget:,} bytes by {total - budget:,}",
+        causes=tuple(f"{e.size:>12,}  {e.path}  ({e.reason})" for e in biggest),
+        hint="drop what the image does not need, or raise `max_size`",
+    )
+
+
+
+def _same_as_base(entry: TreeEntry, below: dict[str, Any] | None) -> bool:
+    if below is None or below["kind"] != entry.kind or below.get("mode", entry.mode) != entry.mode:
+        return False
+    if entry.kind == "symlink":
+        return below.get("target") == entry.target
+    if entry.kind == "file":
+        return entry.digest is not None and below.get("digest") == entry.digest
+    return True
+
+
+
+def image_files(layers_json: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every entry of an image (top layer wins), sorted by path: what the report lists."""
+    seen: dict[str, dict[str, Any]] = {}
+    for layer in layers_json["layers"]:
+        for f in layer["files"]:
+            seen[f["path"]] = f
+    return [seen[k] for k in sorted(seen, key=lambda p: posixpath.normpath(p))]

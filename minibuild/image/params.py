@@ -1,0 +1,137 @@
+"""The params of the image actions: what the `image` rule decides at analysis time and the actions read.
+
+Frozen values; the engine hashes them (as canonical JSON, artifacts by path) into each action's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from minibuild.actions import Artifact
+
+
+@dataclass(frozen=True)
+class FileParam:
+    """A file of the image's own (`files`): where it goes, its mode, the artifact with its bytes."""
+
+    dest: str
+    mode: int
+    input: Artifact
+    origin: str
+
+
+@dataclass(frozen=True)
+class TreeParam:
+    src: str
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    """The runtime-file attributes of an image (docs/runtime.md); None means "decide from the closure"."""
+
+    nsswitch: bool | None = None
+    nsswitch_conf: Artifact | None = None  # an /etc/nsswitch.conf the image ships itself
+    ca_certificates: bool | None = None
+    tzdata: bool | tuple[str, ...] | None = None
+    terminfo: bool | tuple[str, ...] | None = None
+    libgcc_s: bool | None = None
+    python_stdlib: str = "minimal"
+    python_packages: tuple[str, ...] = ()
+    gconv: bool | tuple[str, ...] | None = None
+    locales: bool | tuple[str, ...] | None = None
+    trees: tuple[TreeParam, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    """`probe`: commands run in the image as it is built (docs/probe.md)."""
+
+    commands: tuple[tuple[str, ...], ...]
+    timeout: int
+    user: str  # as the config says it ("65532:65532")
+    user_name: str  # as the BUILD file says it ("nonroot")
+    ld_so_cache: bool
+    platform_arch: str | None
+    files: tuple[FileParam, ...]
+
+
+@dataclass(frozen=True)
+class ClosureParams:
+    paths: tuple[str, ...]  # in-image paths of the binaries
+    sysroot: str
+    env: Mapping[str, str]
+    workdir: str
+    platform: str | None
+    overlay: Mapping[str, Artifact]  # in-image path -> a built program shipped there
+    runtime: RuntimeParams
+    probe: ProbeParams | None = None
+
+
+@dataclass(frozen=True)
+class LayersParams:
+    closure: Artifact
+    files: tuple[FileParam, ...]
+    user: str
+    base_layers: Artifact | None
+    layering: str  # "shared" | "single"
+    ld_so_cache: bool
+    allow_secrets: bool
+    keep_setuid: bool
+    max_size: int | None
+    compression: str  # "gzip" | "zstd" | "none"
+    gzip_level: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class ConfigParams:
+    """The image config fields a BUILD file sets (the OCI config's `config` object)."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # "KEY=value"
+    workdir: str = ""
+    user: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    exposed_ports: tuple[str, ...] = ()
+    stop_signal: str = ""
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    layers: Artifact
+    tag: str
+    epoch: int
+    platform: str | None
+    config: ConfigParams
+    annotations: Mapping[str, str]
+    base_config: Artifact | None
+    config_out: Artifact
+    manifest_out: Artifact
+    tarball_out: Artifact | None  # a multi-platform image writes its tarball with the index
+
+
+@dataclass(frozen=True)
+class PlatformParams:
+    platform: str
+    config: Artifact
+    manifest: Artifact
+    layers: Artifact
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    images: tuple[PlatformParams, ...]
+    tag: str
+    epoch: int
+    annotations: Mapping[str, str]
+    index_out: Artifact
+    tarball_out: Artifact
+
+
+def names(value: Any) -> Any:
+    """A list attribute as a tuple (hashable, frozen); other values as they are."""
+    return tuple(value) if isinstance(value, list) else value
