@@ -53,7 +53,7 @@ def _side(ref: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 def run(args: argparse.Namespace) -> int:
     from minibuild.errors import InputError
-    from minibuild.reports import history
+    from minibuild.image import history
     from minibuild.reports.diff import diff_files, files_from_layout, files_from_summary, is_layout
 
     if args.after and args.against:
