@@ -126,6 +126,52 @@ def _file_type(f: ImageFile) -> list[str]:
     return ["BINARY"] if ("/bin/" in f.path or ".so" in f.path) else ["OTHER"]
 
 
+def _spdx_package(p: DebPackage, spdx_id: str, refs: set[str]) -> dict[str, Any]:
+    """One Debian package of the image; the LicenseRefs its license uses are added to `refs`."""
+    declared = declared_license(p)
+    refs.update(re.findall(r"LicenseRef-[A-Za-z0-9.-]+", declared))
+    entry: dict[str, Any] = {
+        "SPDXID": spdx_id,
+        "name": p.name,
+        "versionInfo": p.version,
+        "supplier": f"Organization: {p.maintainer}" if p.maintainer else NOASSERTION,
+        "downloadLocation": NOASSERTION,
+        "filesAnalyzed": False,
+        "licenseConcluded": NOASSERTION,
+        "licenseDeclared": declared,
+        "copyrightText": NOASSERTION,
+        "primaryPackagePurpose": "LIBRARY" if p.name.startswith("lib") else "APPLICATION",
+        "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                          "referenceLocator": p.purl}],
+    }
+    if p.licenses:
+        entry["licenseComments"] = "Debian copyright file: " + "; ".join(p.licenses)
+    if p.source and p.source != p.name:
+        entry["sourceInfo"] = f"built from Debian source package {p.source}"
+    if p.homepage:
+        entry["homepage"] = p.homepage
+    return entry
+
+
+def _spdx_file(f: ImageFile, spdx_id: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "SPDXID": spdx_id,
+        "fileName": "." + f.path,
+        "checksums": [{"algorithm": "SHA1", "checksumValue": f.sha1},
+                      {"algorithm": "SHA256", "checksumValue": f.sha256},
+                      {"algorithm": "MD5", "checksumValue": f.md5}],
+        "fileTypes": _file_type(f),
+        "licenseConcluded": NOASSERTION,
+        "copyrightText": NOASSERTION,
+    }
+    notes = [f.reason] if f.reason else []
+    if f.dpkg_verified is False:
+        notes.append("differs from the md5sum dpkg recorded for it")
+    if notes:
+        entry["comment"] = "; ".join(notes)
+    return entry
+
+
 def spdx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: list[DebPackage]) -> dict[str, Any]:
     """An SPDX 2.3 JSON document describing the image as a package that contains Debian packages and files."""
     digest = summary["digest"]
@@ -153,48 +199,8 @@ def spdx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: 
         "comment": f"OCI image {summary.get('tag', '')} built by minibuild from {label}",
     }]
     refs: set[str] = set()
-    for p in packages:
-        declared = declared_license(p)
-        refs.update(re.findall(r"LicenseRef-[A-Za-z0-9.-]+", declared))
-        entry: dict[str, Any] = {
-            "SPDXID": pkg_ids[p.name],
-            "name": p.name,
-            "versionInfo": p.version,
-            "supplier": f"Organization: {p.maintainer}" if p.maintainer else NOASSERTION,
-            "downloadLocation": NOASSERTION,
-            "filesAnalyzed": False,
-            "licenseConcluded": NOASSERTION,
-            "licenseDeclared": declared,
-            "copyrightText": NOASSERTION,
-            "primaryPackagePurpose": "LIBRARY" if p.name.startswith("lib") else "APPLICATION",
-            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
-                              "referenceLocator": p.purl}],
-        }
-        if p.licenses:
-            entry["licenseComments"] = "Debian copyright file: " + "; ".join(p.licenses)
-        if p.source and p.source != p.name:
-            entry["sourceInfo"] = f"built from Debian source package {p.source}"
-        if p.homepage:
-            entry["homepage"] = p.homepage
-        doc_packages.append(entry)
-    doc_files = []
-    for f in files:
-        entry = {
-            "SPDXID": file_ids[f.path],
-            "fileName": "." + f.path,
-            "checksums": [{"algorithm": "SHA1", "checksumValue": f.sha1},
-                          {"algorithm": "SHA256", "checksumValue": f.sha256},
-                          {"algorithm": "MD5", "checksumValue": f.md5}],
-            "fileTypes": _file_type(f),
-            "licenseConcluded": NOASSERTION,
-            "copyrightText": NOASSERTION,
-        }
-        notes = [f.reason] if f.reason else []
-        if f.dpkg_verified is False:
-            notes.append("differs from the md5sum dpkg recorded for it")
-        if notes:
-            entry["comment"] = "; ".join(notes)
-        doc_files.append(entry)
+    doc_packages += [_spdx_package(p, pkg_ids[p.name], refs) for p in packages]
+    doc_files = [_spdx_file(f, file_ids[f.path]) for f in files]
     relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
                       "relatedSpdxElement": image_id}]
     relationships += [{"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": pkg_ids[p.name]}

@@ -22,10 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.cli import ui
+    from minibuild.cli import render, ui
     from minibuild.cli.commands.common import build_records
     from minibuild.errors import InputError
-    from minibuild.reports import render, sbom
+    from minibuild.reports import sbom
 
     workspace, records = build_records([args.label], args)
     if len(records) != 1:

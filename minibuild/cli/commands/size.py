@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        from minibuild.reports import render
+        from minibuild.cli import render
 
         render.size_table(report)
     return 0

@@ -1,4 +1,4 @@
-"""Rich rendering of the reports, on stderr (ui.console). ui.py stays the engine's; this is the reports'."""
+"""Rich tables of the reports (size, diff, sbom) on stderr, through the console of ui.py."""
 
 from __future__ import annotations
 
