@@ -15,8 +15,8 @@ from minibuild.cache import Cache
 from minibuild.digest import StatCache
 from minibuild.errors import MinibuildError
 from minibuild.executor import ActionResult, Event, Executor
+from minibuild.hooks import AfterBuild, BuiltTarget
 from minibuild.label import Label
-from minibuild.rule import AfterBuild, BuiltTarget
 from minibuild.workspace import Workspace
 
 

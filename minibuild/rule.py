@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from minibuild.actions import Action, Artifact, function_name, params_json
-from minibuild.cache import Blob, Cache
 from minibuild.digest import canonical_json
 from minibuild.errors import InputError, Origin
 from minibuild.label import Label
@@ -52,7 +51,6 @@ class Attrs(BaseModel):
 
 
 A = TypeVar("A", bound=Attrs)
-P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -68,24 +66,6 @@ def rule(*, implementation: Callable[[RuleContext[A]], Sequence[Any]], attrs: ty
     return Rule(implementation=implementation, attrs=attrs, doc=doc)
 
 
-@dataclass(frozen=True)
-class BuiltTarget:
-    """A target whose actions all ran or hit the cache, as an `after_build` hook sees it."""
-
-    label: Label
-    state_dir: str  # the workspace's `.minibuild`
-    out_dir: str  # `.minibuild/out/<package>/<name>`, where its outputs have been materialised
-    rel_dir: str  # the same, relative to the workspace root (for what reports print)
-    outputs: Mapping[str, Blob]  # output name -> stored blob
-    cache: Cache
-
-
-@runtime_checkable
-class AfterBuild(Protocol):
-    """A provider with this method is called once its target is built, its outputs materialised: the way a
-    rule adds outputs of its own kind (an image's OCI layout) and a summary (returned, shown by the CLI)."""
-
-    def after_build(self, target: BuiltTarget) -> dict[str, Any] | None: ...
 
 
 def deps_of(value: Any, path: str = "") -> Iterator[tuple[str, Dep]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minibuild.actions import Artifact
-from minibuild.rule import BuiltTarget
+from minibuild.hooks import BuiltTarget
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from typing import Any
 from minibuild.build import same_file
 from minibuild.cache import Cache
 from minibuild.digest import sha256_bytes
+from minibuild.hooks import BuiltTarget
 from minibuild.image import history
 from minibuild.image.assemble import host_architecture
 from minibuild.image.layers import image_files
 from minibuild.oci.layout import write_layout
 from minibuild.oci.spec import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Descriptor
-from minibuild.rule import BuiltTarget
 
 
 def write_summary(info: Any, target: BuiltTarget) -> dict[str, Any]:
