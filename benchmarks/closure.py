@@ -82,7 +82,7 @@ def _env() -> dict[str, str]:
 
 
 def lddtree_command() -> list[str] | None:
-    """lddtree is `#!/usr/bin/env python3`: find a Python that has pyelftools (ELF.md §8 S3)."""
+    """lddtree is `#!/usr/bin/env python3`: find a Python that has pyelftools (docs/loader.md#s3)."""
     script = shutil.which("lddtree")
     if not script:
         return None

@@ -1,6 +1,6 @@
 """The static ELF closure resolver: which files the kernel and the dynamic loader would open.
 
-See ELF.md (the loader rules G1-G18, musl M1-M8, copy plan L1-L8, scripts S1-S6). Nothing here
+See docs/loader.md (the loader rules G1-G18, musl M1-M8, copy plan L1-L8, scripts S1-S6). Nothing here
 executes the programs it looks at.
 """
 

@@ -1,9 +1,9 @@
 """/etc/ld.so.cache ("glibc-ld.so.cache1.1") reader and the lookup glibc's `search_cache` does.
 
-Format (ELF.md §4): a 48-byte header, 24-byte entries, a string table, and an optional extension
+Format (docs/loader.md#sec-4): a 48-byte header, 24-byte entries, a string table, and an optional extension
 directory whose tag 1 lists the glibc-hwcaps subdirectory names. The legacy `ld.so-1.7.0` wrapper
-written by old ldconfig is understood too. When a sysroot has no cache, `emulate_conf` builds the
-equivalent entry list from its ld.so.conf (with includes) the way ldconfig would.
+written by old ldconfig is understood too. When a sysroot has no cache, `read_conf_dirs` lists the
+directories of its ld.so.conf (with includes) in ldconfig's order, for the resolver to search.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _cstr(data: bytes, off: int) -> str:
 
 def read_conf_dirs(read_text: Callable[[str], str | None], list_glob: Callable[[str], list[str]],
                    conf: str = "/etc/ld.so.conf") -> list[str]:
-    """Directories listed by `conf` and its includes, in ldconfig's order (§4.6).
+    """Directories listed by `conf` and its includes, in ldconfig's order (docs/loader.md#sec-4-6).
 
     `read_text(path)` returns a file's text or None; `list_glob(pattern)` expands an in-image glob.
     Both work on in-image paths so the caller confines them to the sysroot.

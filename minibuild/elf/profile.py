@@ -29,7 +29,7 @@ class Arch:
     variant: str | None  # OCI platform variant
     glibc_interp: str  # canonical PT_INTERP, used for library roots
     musl_arch: str
-    cache_flags: int  # the only ld.so.cache entry flags this loader accepts (§4.2)
+    cache_flags: int  # the only ld.so.cache entry flags this loader accepts (docs/loader.md#sec-4-2)
     hwcaps: tuple[str, ...]  # glibc-hwcaps subdirectories, best first
     platform: str  # baseline AT_PLATFORM ($PLATFORM, legacy subdir)
     platforms: tuple[str, ...]  # every $PLATFORM value a CPU of this family may report

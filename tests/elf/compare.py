@@ -1,4 +1,4 @@
-"""Put minibuild's closure and the loader's trace in one shape (§11 step 5).
+"""Put minibuild's closure and the loader's trace in one shape (docs/loader.md#sec-11, step 5).
 
 {name: path} for every object, under the first name it was mapped by (None when never found), plus
 a `<name> (not found somewhere)` key for each name some lookup failed on: the loader's trace can

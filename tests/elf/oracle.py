@@ -1,4 +1,4 @@
-"""The real loader as an oracle (ELF.md §11): run it in trace mode and parse what it prints.
+"""The real loader as an oracle (docs/loader.md#sec-11): run it in trace mode and parse what it prints.
 
 Independent of minibuild.elf on purpose: expected results in the tests come from here, never from
 the implementation under test.
@@ -70,7 +70,7 @@ def parse_trace(stdout: str, stderr: str = "", rc: int = 0) -> Trace:
 
 
 def trace_exec(path: str, cwd: str = "/", env: dict[str, str] | None = None, timeout: float = 30) -> Trace:
-    """§11 3b: the kernel execs PATH (correct $ORIGIN even through symlinks), ld.so only traces.
+    """docs/loader.md#sec-11 step 3b: the kernel execs PATH (correct $ORIGIN even through symlinks), ld.so only traces.
 
     Only for programs whose PT_INTERP is the glibc loader: anything else would really run.
     """
@@ -85,7 +85,10 @@ def trace_exec(path: str, cwd: str = "/", env: dict[str, str] | None = None, tim
 
 def trace_list(path: str, cwd: str = "/", env: dict[str, str] | None = None, timeout: float = 30,
                loader: str = GLIBC_LOADER) -> Trace:
-    """§11 3a: `ld.so --list PATH` (what ldd does); main's $ORIGIN comes from the argument string."""
+    """docs/loader.md#sec-11 step 3a: `ld.so --list PATH` (what ldd does).
+
+    Main's $ORIGIN comes from the argument string.
+    """
     p = subprocess.run([loader, "--list", path], env=dict(env or {}), cwd=cwd, capture_output=True, text=True,
                        timeout=timeout, errors="surrogateescape")
     return parse_trace(p.stdout, p.stderr, p.returncode)
@@ -136,7 +139,7 @@ def interp_of(path: str) -> tuple[bool, str | None]:
 
 
 def trace(path: str, cwd: str = "/", env: dict[str, str] | None = None, timeout: float = 30) -> Trace | None:
-    """The oracle for one file, as §11 step 3 prescribes; None if there is no safe oracle."""
+    """The oracle for one file, as docs/loader.md#sec-11 step 3 prescribes; None if there is no safe oracle."""
     ok, interp = interp_of(path)
     if not ok:
         return None

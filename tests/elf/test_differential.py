@@ -1,4 +1,4 @@
-"""ELF.md §11: every ELF file of the machine, resolved by minibuild and by the real loader.
+"""docs/loader.md#sec-11: every ELF file of the machine, resolved by minibuild and by the real loader.
 
 Corpus: regular ELF files (symlinked paths included) under /usr/bin, /usr/sbin and
 /usr/lib/x86_64-linux-gnu. Oracle: the glibc loader in trace mode (kernel exec for programs, so

@@ -1,4 +1,4 @@
-"""ld.so.cache reader (ELF.md §4) against `ldconfig -p`, and cache/conf lookups inside a sysroot."""
+"""ld.so.cache reader (docs/loader.md#sec-4) against `ldconfig -p`, and cache/conf lookups inside a sysroot."""
 
 from __future__ import annotations
 

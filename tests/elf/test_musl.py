@@ -1,4 +1,4 @@
-"""musl (ELF.md §5): binaries built with musl-gcc, expected results from the musl loader's `--list`."""
+"""musl (docs/loader.md#sec-5): binaries built with musl-gcc, expected results from the musl loader's `--list`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Each glibc loader rule the host has no example of, on a fixture built here; the real loader decides.
 
 Expected results come from the loader's trace mode (tests/elf/oracle.py), compared path string by
-path string (the strict variant of ELF.md §11 step 5).
+path string (the strict variant of docs/loader.md#sec-11, step 5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`#!` scripts (ELF.md §8), `why`, and the `minibuild closure` command against ldd."""
+"""`#!` scripts (docs/loader.md#sec-8), `why`, and the `minibuild closure` command against ldd."""
 
 from __future__ import annotations
 

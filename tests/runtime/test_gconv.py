@@ -1,4 +1,4 @@
-"""gconv modules (ELF.md R3), checked against glibc itself: a program calling iconv_open(3) runs chrooted in a
+"""gconv modules (docs/loader.md#r3), checked against glibc itself: a program calling iconv_open(3) runs chrooted in a
 root file system holding exactly what the plan adds, and must convert as it does on the host (every module
 installed), or fail with EINVAL where the plan added nothing."""
 

@@ -1,4 +1,4 @@
-"""Locales (ELF.md R8), checked against glibc itself.
+"""Locales (docs/loader.md#r8), checked against glibc itself.
 
 The test makes its own sysroots with `localedef` (the host has only C.utf8): one with locale directories
 (`--no-archive`), one with a locale-archive only. The expected output of each locale is what glibc prints on

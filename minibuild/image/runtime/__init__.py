@@ -1,4 +1,4 @@
-"""Files a program opens at run time that its ELF closure does not name (ELF.md section 7).
+"""Files a program opens at run time that its ELF closure does not name (docs/loader.md#sec-7).
 
 `plan(closure, fs, options)` looks at a resolved closure (sonames, imported symbols, program names) and
 returns what to add: sysroot files and trees, generated files, and more ELF roots (NSS modules,

@@ -1,4 +1,4 @@
-"""CA certificates for TLS clients (ELF.md R6).
+"""CA certificates for TLS clients (docs/loader.md#r6).
 
 The Debian layout: one PEM bundle, `/etc/ssl/certs/ca-certificates.crt`, which OpenSSL finds through its
 OPENSSLDIR `/usr/lib/ssl` (`cert.pem` and `certs` are symlinks into /etc/ssl), GnuTLS and curl by

@@ -1,4 +1,4 @@
-"""glibc's iconv modules (ELF.md R3).
+"""glibc's iconv modules (docs/loader.md#r3).
 
 `iconv_open` converts between UTF-8, UCS-2, UCS-4 and ASCII (and their aliases, `BUILTIN` below) with code
 compiled into libc.so.6; every other charset, ISO-8859-1 and UTF-16 included, is a module `<NAME>.so` of

@@ -1,4 +1,4 @@
-"""Writing /etc/ld.so.cache ("glibc-ld.so.cache1.1", ELF.md section 4) for the libraries of an image.
+"""Writing /etc/ld.so.cache ("glibc-ld.so.cache1.1", docs/loader.md#sec-4) for the libraries of an image.
 
 With a cache the loader finds a library by soname in any directory of the image, as `ldconfig` would make
 it find it: dlopen("libfoo.so.1") from a program whose RUNPATH does not name `/opt/foo/lib`. glibc

@@ -1,4 +1,4 @@
-"""libgcc_s.so.1, dlopened by glibc to unwind (ELF.md R4).
+"""libgcc_s.so.1, dlopened by glibc to unwind (docs/loader.md#r4).
 
 pthread_cancel, pthread_exit and backtrace load libgcc_s.so.1 by bare name at run time; without it a
 program aborts ("libgcc_s.so.1 must be installed for pthread_cancel to work"). C++ programs usually

@@ -1,4 +1,4 @@
-"""Locales (ELF.md R8).
+"""Locales (docs/loader.md#r8).
 
 glibc has only `C` (= `POSIX`) built in; `C.UTF-8` too is data, `/usr/lib/locale/C.utf8` (Debian's libc-bin
 ships it; glibc 2.35+ can build it but does not compile it in). `setlocale(LC_ALL, "en_US.UTF-8")` looks in

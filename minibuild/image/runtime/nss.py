@@ -1,4 +1,4 @@
-"""/etc/nsswitch.conf and the NSS modules it names (ELF.md R1).
+"""/etc/nsswitch.conf and the NSS modules it names (docs/loader.md#r1).
 
 glibc >= 2.34 has the `files` and `dns` services built into libc.so.6: an image whose nsswitch.conf names
 only those needs no libnss_*.so.2. Every other service S (`systemd`, `compat`, `mdns4_minimal`, `db`...)

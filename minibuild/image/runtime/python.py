@@ -1,4 +1,4 @@
-"""CPython's standard library (ELF.md R9).
+"""CPython's standard library (docs/loader.md#r9).
 
 CPython finds its stdlib by a landmark: `<prefix>/lib/python3.X/os.py`, the prefix being the parent of the
 directory of the executable's real path. The stdlib's extension modules (`lib-dynload/*.so`) are dlopened

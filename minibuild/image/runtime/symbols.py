@@ -1,7 +1,7 @@
 """The dynamic symbols an ELF object imports: the undefined entries of `.dynsym`.
 
 `minibuild.elf.parse` reads only what the loader reads (headers, PT_DYNAMIC, version tables); runtime
-detection also needs the imported names (ELF.md section 7: `pthread_cancel` means libgcc_s.so.1 will be
+detection also needs the imported names (docs/loader.md#sec-7: `pthread_cancel` means libgcc_s.so.1 will be
 dlopened). They are read from the `.dynsym` section with `struct`, or, when the section headers were
 stripped, from the symbol table PT_DYNAMIC points at, with pyelftools. Results are cached per process by file identity.
 """

@@ -1,4 +1,4 @@
-"""terminfo entries for curses programs (ELF.md R5).
+"""terminfo entries for curses programs (docs/loader.md#r5).
 
 ncurses on Debian searches `/etc/terminfo`, `/lib/terminfo`, `/usr/share/terminfo` in that order; each
 entry is `<dir>/<first letter>/<name>`. Entries are copied from the first directory that has them, at the

@@ -1,4 +1,4 @@
-"""Time zones (ELF.md R7): glibc reads `/usr/share/zoneinfo/<TZ>`; without it every zone is UTC, silently."""
+"""Time zones (docs/loader.md#r7): glibc reads `/usr/share/zoneinfo/<TZ>`; without it every zone is UTC, silently."""
 
 from __future__ import annotations
 
