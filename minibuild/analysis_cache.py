@@ -83,6 +83,7 @@ def load(workspace: Workspace, patterns: Sequence[str], package: str | None,
         if stored["packages"] != _recursive_packages(workspace, patterns, package):
             return None
         if stored["user_modules"]:
+            # lazy: pydantic, loaded only when stored rule files must be imported again
             from minibuild.registry import import_rule_file
 
             for name, path in stored["user_modules"].items():

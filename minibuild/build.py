@@ -41,7 +41,6 @@ class BuildResult:
 
 class BuildFailed(MinibuildError):
     """One or more actions failed; carries every failure (one unless --keep-going)."""
-
     def __init__(self, failures: list[tuple[Label, BaseException]]) -> None:
         first_label, first = failures[0]
         message = f"cannot build `{first_label}`"
@@ -69,6 +68,7 @@ def analyse(workspace: Workspace, patterns: Sequence[str], package: str | None,
     stored = analysis_cache.load(workspace, patterns, package, stat_cache)
     if stored is not None:
         return stored
+    # lazy: pydantic, loaded only when BUILD files are analysed
     from minibuild.analysis import Analysis
 
     analysis = Analysis(workspace)

@@ -171,6 +171,7 @@ class Workspace:
     def config(self) -> WorkspaceConfig:
         """workspace.toml, validated on first use (a no-op build never needs it)."""
         if self._config is None:
+            # lazy: pydantic, loaded only when workspace.toml is validated (not on a no-op build)
             from pydantic import ValidationError
 
             from minibuild.workspace_config import WorkspaceConfig

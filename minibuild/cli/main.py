@@ -14,9 +14,29 @@ from collections.abc import Sequence
 from minibuild import __version__
 from minibuild.errors import MinibuildError
 
-# Each module in minibuild/cli/commands exposes NAME, HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("build", "graph", "query", "why", "closure", "push", "load", "run", "test", "cache", "clean",
-            "size", "diff", "sbom", "report", "init", "add")
+# Command -> one line of help. Each has a module minibuild/cli/commands/<name>.py with add_arguments(parser)
+# and run(args) -> int; only the module of the command being run is imported, so start-up stays short
+# whatever a command imports.
+COMMANDS = {
+    "build": "build targets (labels or patterns such as //images:bash, //images/..., //...)",
+    "graph": "show the target graph of the workspace or of some targets",
+    "query": "list targets (`targets //...`), what a target depends on (`deps //x`) "
+             "or what depends on it (`rdeps //x`)",
+    "why": "show why a file is in an image: binary -> DT_NEEDED -> ... -> file, or the attribute that added it",
+    "closure": "show the ELF closure (interpreter, libraries, symlinks) of programs, without running them",
+    "push": "build an image target and push it to a registry (`minibuild push //images:bash --to host:5000/bash:1`)",
+    "load": "build image targets and load them into the Docker engine",
+    "run": "build an image target, load it into Docker and run it (`minibuild run //images:bash -- -c 'echo hi'`)",
+    "test": "build image_test targets and their images, load them into Docker and run their checks",
+    "cache": "check the cache: `minibuild cache verify` re-hashes every stored blob",
+    "clean": "remove .minibuild/out (and .minibuild/cache with --cache)",
+    "size": "build images (no load) and show what each costs and what the whole set stores once",
+    "diff": "show the files two images differ in (a build against the previous one, a recorded one, or OCI layouts)",
+    "sbom": "write the SBOM of an image: every file with its checksums, the Debian packages, versions and licenses",
+    "report": "build images (no load) and write an HTML page (treemaps, layers, catalog totals) or JSON",
+    "init": "create a workspace: workspace.toml and images/BUILD.toml with an example image",
+    "add": "add an image target (or update the one of that name) in its package's BUILD.toml, keeping comments",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +46,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the command `argv` names (of every command when argv is None)."""
     parser = _Parser(
         prog="minibuild",
         description="Build small, correct, reproducible container images of the programs you already have.",
@@ -34,20 +55,23 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"minibuild {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMANDS:
-        module = importlib.import_module(f"minibuild.cli.commands.{name}")
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if argv is None or name == chosen:
+            module = importlib.import_module(f"minibuild.cli.commands.{name}")
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = make_parser(argv).parse_args(argv)
     try:
         return int(args._module.run(args))
     except MinibuildError as exc:
+        # lazy: rich (and the build machinery), loaded only when an error is shown
         from minibuild.build import BuildFailed
         from minibuild.cli import ui
 
@@ -64,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - anything else is our bug: say so, with the traceback
-        from minibuild.cli import ui
+        from minibuild.cli import ui  # lazy: rich
 
         ui.bug(exc)
         return 3

@@ -1,6 +1,6 @@
 """The results of `minibuild test` and their three forms: a table on stderr, JSON, JUnit XML.
 
-The table uses the console of `minibuild.cli.ui`; it belongs in ui.py and lives here until ui.py absorbs it.
+The table is drawn on the console of `minibuild.cli.ui`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
+
+from minibuild.cli.ui import console
 
 # Characters XML 1.0 cannot carry at all (a container's output may hold any byte).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -60,8 +62,6 @@ def counts(results: list[TestResult]) -> tuple[int, int]:
 
 def render(results: list[TestResult], seconds: float) -> None:
     """A table of every check on stderr, then one summary line; failures say why."""
-    from minibuild.cli.ui import console
-
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("target")
     table.add_column("check")

@@ -4,27 +4,16 @@ and the tarball `docker load` takes."""
 from __future__ import annotations
 
 import json
-import platform as host
 from typing import Any
 
 from minibuild.executor import ActionRun
 from minibuild.image.documents import read_json
 from minibuild.image.params import ImageParams, IndexParams
+from minibuild.image.platform import host_architecture, parse_platform
 from minibuild.oci.archive import write_docker_archive
 from minibuild.oci.image import MEDIA_TYPE_MANIFEST, ImageConfig, Platform, assemble_image, descriptor_for, index_json
 from minibuild.oci.layer import Layer
 from minibuild.oci.spec import Descriptor
-
-
-def parse_platform(text: str | None) -> tuple[str, str | None]:
-    """"linux/arm64/v8" -> ("arm64", "v8")."""
-    parts = (text or "").split("/")
-    return (parts[1] if len(parts) > 1 else ""), (parts[2] if len(parts) > 2 else None)
-
-
-def host_architecture() -> str:
-    machine = host.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(machine, machine)
 
 
 def _layer(d: dict[str, Any]) -> Layer:

@@ -18,9 +18,9 @@ from minibuild.elf.sysroot import Sysroot, parent_dirs
 from minibuild.errors import ElfError, InputError
 from minibuild.executor import ActionRun
 from minibuild.image import probe, runtime
-from minibuild.image.assemble import host_architecture
 from minibuild.image.documents import write_json
 from minibuild.image.params import ClosureParams, RuntimeParams
+from minibuild.image.platform import host_architecture
 from minibuild.image.runtime.copy import copy_path
 from minibuild.image.runtime.model import RuntimeFile, RuntimePlan
 from minibuild.image.tree import ImageTree, build_tree

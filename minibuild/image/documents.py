@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from typing import Any
 
 
@@ -15,3 +16,12 @@ def write_json(path: str, value: Any) -> None:
 def read_json(path: str) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def image_files(layers_json: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every entry of an image (top layer wins), sorted by path: what the report lists."""
+    seen: dict[str, dict[str, Any]] = {}
+    for layer in layers_json["layers"]:
+        for f in layer["files"]:
+            seen[f["path"]] = f
+    return [seen[k] for k in sorted(seen, key=lambda p: posixpath.normpath(p))]

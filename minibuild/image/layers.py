@@ -16,7 +16,7 @@ from typing import Any
 
 from minibuild.errors import BuildError, InputError
 from minibuild.executor import ActionRun
-from minibuild.image.documents import read_json, write_json
+from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
 from minibuild.image.tree import GROUPS, ImageTree, TreeEntry, build_tree
 from minibuild.oci.layer import LayerEntry, write_layer
@@ -160,13 +160,3 @@ def _same_as_base(entry: TreeEntry, below: dict[str, Any] | None) -> bool:
     if entry.kind == "file":
         return entry.digest is not None and below.get("digest") == entry.digest
     return True
-
-
-
-def image_files(layers_json: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every entry of an image (top layer wins), sorted by path: what the report lists."""
-    seen: dict[str, dict[str, Any]] = {}
-    for layer in layers_json["layers"]:
-        for f in layer["files"]:
-            seen[f["path"]] = f
-    return [seen[k] for k in sorted(seen, key=lambda p: posixpath.normpath(p))]

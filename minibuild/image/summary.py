@@ -12,8 +12,8 @@ from minibuild.cache import Cache
 from minibuild.digest import sha256_bytes
 from minibuild.hooks import BuiltTarget
 from minibuild.image import history
-from minibuild.image.assemble import host_architecture
-from minibuild.image.layers import image_files
+from minibuild.image.documents import image_files
+from minibuild.image.platform import host_architecture
 from minibuild.oci.layout import write_layout
 from minibuild.oci.spec import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Descriptor
 

@@ -15,6 +15,8 @@ import tarfile
 from typing import IO, Any
 
 from minibuild.errors import InputError
+from minibuild.image.platform import host_architecture
+from minibuild.oci.layout import read_layout
 
 Files = dict[str, dict[str, Any]]  # path (absolute, normalised) -> {kind, size, mode, digest?, target?}
 
@@ -48,8 +50,6 @@ def files_from_layout(path: str, platform: str | None = None,
     """The files of the image in an OCI layout (the host's platform when it holds several), its manifest
     digest and its architecture. Each file has `digest` (sha256:...) and the hex of each of `extra_hashes`
     (hashlib names, e.g. "sha1", "md5") under that name."""
-    from minibuild.image.assemble import host_architecture
-    from minibuild.oci.layout import read_layout
 
     layout = read_layout(path)
     images = list(layout.images)

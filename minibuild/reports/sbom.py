@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minibuild import __version__
+from minibuild.reports.diff import files_from_layout
 from minibuild.reports.dpkg import DebPackage, DpkgDatabase
 
 NOASSERTION = "NOASSERTION"
@@ -81,8 +82,6 @@ class ImageFile:
 
 def collect(summary: dict[str, Any], layout_dir: str, sysroot: str) -> tuple[list[ImageFile], list[DebPackage]]:
     """The image's regular files (hashed from its layers) and the installed Debian packages they belong to."""
-    from minibuild.reports.diff import files_from_layout
-
     files, _, _ = files_from_layout(layout_dir, extra_hashes=("sha1", "md5"))
     reasons = {f["path"]: f.get("reason", "") for f in summary["files"]}
     db = DpkgDatabase(sysroot)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-NAME = "add"
-HELP = "add an image target (or update the one of that name) in its package's BUILD.toml, keeping comments"
+from minibuild.cli.scaffold import add_image
+from minibuild.label import Label
+from minibuild.workspace import Workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,10 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.cli.scaffold import add_image
-    from minibuild.label import Label
-    from minibuild.workspace import Workspace
 
     workspace = Workspace.find()
     label = Label.parse(args.label, workspace.relative_dir(os.getcwd()))

@@ -8,10 +8,10 @@ import os
 import sys
 import time
 
+from minibuild.build import build
 from minibuild.cli.commands import common
-
-NAME = "build"
-HELP = "build targets (labels or patterns such as //images:bash, //images/..., //...)"
+from minibuild.oci import daemon
+from minibuild.workspace import Workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,10 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.build import build
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.oci import daemon
-    from minibuild.workspace import Workspace
 
     started = time.monotonic()
     workspace = Workspace.find()

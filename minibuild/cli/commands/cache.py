@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-NAME = "cache"
-HELP = "check the cache: `minibuild cache verify` re-hashes every stored blob"
+from minibuild.build import open_cache
+from minibuild.workspace import Workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,9 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.build import open_cache
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.workspace import Workspace
 
     cache, _ = open_cache(Workspace.find())
     blobs = corrupt = 0

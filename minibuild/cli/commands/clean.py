@@ -6,8 +6,7 @@ import argparse
 import os
 import shutil
 
-NAME = "clean"
-HELP = "remove .minibuild/out (and .minibuild/cache with --cache)"
+from minibuild.workspace import Workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,8 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.workspace import Workspace
 
     workspace = Workspace.find()
     removed = []

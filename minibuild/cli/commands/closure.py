@@ -6,10 +6,8 @@ import argparse
 import json
 import sys
 
+from minibuild import elf
 from minibuild.errors import ElfError
-
-NAME = "closure"
-HELP = "show the ELF closure (interpreter, libraries, symlinks) of programs, without running them"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +37,6 @@ def parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild import elf
 
     options = elf.ResolveOptions(
         env=parse_env(args.env), workdir=args.workdir, cpu_level=args.cpu_level, platform=args.platform,
@@ -63,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(elf.closure_json(closures), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
 
     for closure in closures.values():

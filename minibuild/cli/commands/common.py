@@ -7,6 +7,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from minibuild.build import build, out_dir
+from minibuild.errors import EngineError, InputError
+from minibuild.oci import daemon
+from minibuild.reports.catalog import ImageRecord
+from minibuild.workspace import Workspace
+
 
 def _jobs(text: str) -> int:
     try:
@@ -30,10 +36,8 @@ def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bo
 
     InputError if none of the targets is an image.
     """
-    from minibuild.build import build
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.errors import InputError
-    from minibuild.workspace import Workspace
 
     workspace = Workspace.find()
     package = workspace.relative_dir(os.getcwd())
@@ -53,8 +57,6 @@ def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bo
 def build_records(patterns: Sequence[str], args: argparse.Namespace) -> tuple[Any, list[Any]]:
     """Build `patterns` without loading; (Workspace, one ImageRecord per image target, sorted by label).
     (Every build records each image in `.minibuild/history/`, so `minibuild diff` can compare with it later.)"""
-    from minibuild.build import out_dir
-    from minibuild.reports.catalog import ImageRecord
 
     workspace, images = build_images(patterns, args, quiet=True)
     records = [ImageRecord(str(t.label), t.summary, out_dir(workspace, t.label))
@@ -69,9 +71,8 @@ def load_images(root: str, images: Sequence[Any], *, required: bool = True,
     Without a reachable engine: an EngineError when `required`, else one line saying so and nothing loaded.
     `connection` is a pending `daemon.connect_in_background()`, if the caller started one.
     """
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.errors import EngineError
-    from minibuild.oci import daemon
 
     client, why = connection() if connection else daemon.connect()
     if client is None:

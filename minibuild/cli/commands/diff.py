@@ -15,9 +15,11 @@ import sys
 from typing import Any
 
 from minibuild.cli.commands import common
-
-NAME = "diff"
-HELP = "show the files two images differ in (a build against the previous one, a recorded one, or OCI layouts)"
+from minibuild.cli.commands.common import build_records
+from minibuild.errors import InputError
+from minibuild.image import history
+from minibuild.label import Label
+from minibuild.reports.diff import diff_files, files_from_layout, files_from_summary, is_layout
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,17 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _label_side(ref: str, args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """(workspace, label, current summary) of an image target, built now."""
-    from minibuild.cli.commands.common import build_records
-    from minibuild.label import Label
-
     workspace, [record] = build_records([ref], args)
     return workspace, Label.parse(record.label), record.summary
 
 
 def _side(ref: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """(description, files) of a label's current build or of a layout directory."""
-    from minibuild.reports.diff import files_from_layout, files_from_summary, is_layout
-
     if os.path.isdir(ref) and is_layout(ref):
         files, digest, _ = files_from_layout(ref, args.platform)
         return {"name": ref, "kind": "layout", "digest": digest}, files
@@ -52,9 +49,6 @@ def _side(ref: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.errors import InputError
-    from minibuild.image import history
-    from minibuild.reports.diff import diff_files, files_from_layout, files_from_summary, is_layout
 
     if args.after and args.against:
         raise InputError("give either a second image or `--against`, not both")

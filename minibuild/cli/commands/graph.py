@@ -7,9 +7,6 @@ import json
 import os
 import sys
 
-NAME = "graph"
-HELP = "show the target graph of the workspace or of some targets"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("patterns", nargs="*", metavar="LABEL", default=["//..."], help="targets (default: //...)")

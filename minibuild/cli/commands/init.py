@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-NAME = "init"
-HELP = "create a workspace: workspace.toml and images/BUILD.toml with an example image"
+from minibuild.cli.scaffold import init_workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.cli.scaffold import init_workspace
 
     written = init_workspace(args.directory, args.name)
     for path in written:

@@ -7,9 +7,7 @@ import json
 import sys
 
 from minibuild.cli.commands import common
-
-NAME = "load"
-HELP = "build image targets and load them into the Docker engine"
+from minibuild.cli.commands.common import build_images, load_images
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,8 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.cli.commands.common import build_images, load_images
 
     workspace, images = build_images(args.patterns, args, quiet=args.json)
     loaded = load_images(str(workspace.root), images)

@@ -7,8 +7,9 @@ import json
 import os
 import sys
 
-NAME = "push"
-HELP = "build an image target and push it to a registry (`minibuild push //images:bash --to host:5000/bash:1`)"
+from minibuild.cli.commands.common import add_build_arguments, build_images
+from minibuild.errors import InputError
+from minibuild.oci.spec import Descriptor
 
 
 def _size(text: str) -> int:
@@ -25,7 +26,6 @@ def _size(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from minibuild.cli.commands.common import add_build_arguments
 
     p.add_argument("label", metavar="LABEL", help="the image target to push")
     p.add_argument("--to", required=True, metavar="REFERENCE",
@@ -41,12 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.cli.commands.common import build_images
-    from minibuild.errors import InputError
     from minibuild.oci import registry
     from minibuild.oci.registry import DEFAULT_CHUNK_SIZE, PushRecord, RegistryClient
-    from minibuild.oci.spec import Descriptor
 
     ref = registry.parse_reference(args.to)  # bad input fails before any build
     credentials, warnings = registry.load_credentials(ref.registry)

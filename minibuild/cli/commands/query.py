@@ -6,9 +6,6 @@ import argparse
 import os
 import sys
 
-NAME = "query"
-HELP = "list targets (`targets //...`), what a target depends on (`deps //x`) or what depends on it (`rdeps //x`)"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=("targets", "deps", "rdeps"))

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from minibuild.cli.commands import common
-
-NAME = "report"
-HELP = "build images (no load) and write an HTML page (treemaps, layers, catalog totals) or JSON"
+from minibuild.cli.commands.common import build_records
+from minibuild.errors import InputError
+from minibuild.reports import html
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,10 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.cli.commands.common import build_records
-    from minibuild.errors import InputError
-    from minibuild.reports import html
 
     if not args.html and not args.json:
         raise InputError("say what to write: `--html FILE`, `--json`, or both",

@@ -7,13 +7,13 @@ import shutil
 import subprocess
 import sys
 
-NAME = "run"
-HELP = "build an image target, load it into Docker and run it (`minibuild run //images:bash -- -c 'echo hi'`)"
+from minibuild.cli.commands.common import add_build_arguments, build_images, load_images
+from minibuild.errors import EngineError, InputError
+
 # As with `docker run`, options go before the label: everything after it is the container's arguments.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from minibuild.cli.commands.common import add_build_arguments
 
     add_build_arguments(p)
     p.add_argument("--docker-arg", action="append", default=[], metavar="ARG",
@@ -24,8 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.cli.commands.common import build_images, load_images
-    from minibuild.errors import EngineError, InputError
 
     workspace, images = build_images([args.label], args)
     if len(images) != 1:

@@ -8,9 +8,10 @@ import os
 import sys
 
 from minibuild.cli.commands import common
-
-NAME = "sbom"
-HELP = "write the SBOM of an image: every file with its checksums, the Debian packages, versions and licenses"
+from minibuild.cli.commands.common import build_records
+from minibuild.errors import InputError
+from minibuild.image.platform import host_architecture
+from minibuild.reports import sbom
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,10 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import render, ui
-    from minibuild.cli.commands.common import build_records
-    from minibuild.errors import InputError
-    from minibuild.reports import sbom
 
     workspace, records = build_records([args.label], args)
     if len(records) != 1:
@@ -33,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
                          hint="name a single image target, e.g. `//images:bash`")
     [record] = records
     layout = os.path.join(str(workspace.root), record.summary["oci"])
-    from minibuild.image.assemble import host_architecture
 
     sysroot = workspace.sysroot(f"linux/{host_architecture()}")
     files, packages = sbom.collect(record.summary, layout, sysroot)

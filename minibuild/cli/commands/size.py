@@ -7,9 +7,8 @@ import json
 import sys
 
 from minibuild.cli.commands import common
-
-NAME = "size"
-HELP = "build images (no load) and show what each costs and what the whole set stores once"
+from minibuild.cli.commands.common import build_records
+from minibuild.reports.size import sizes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,8 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.cli.commands.common import build_records
-    from minibuild.reports.size import sizes
 
     _, records = build_records(args.patterns, args)
     report = sizes(records)

@@ -28,11 +28,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from minibuild.build import analyse, build, open_cache
 from minibuild.cli.commands import common
 from minibuild.cli.test_report import CheckResult, TestResult
-
-NAME = "test"
-HELP = "build image_test targets and their images, load them into Docker and run their checks"
+from minibuild.errors import EngineError, InputError
+from minibuild.oci import daemon
+from minibuild.workspace import Workspace
+from minibuild_rules.test_providers import ImageTestInfo
 
 # Beyond this a file's content is not read for a `contains` check.
 _MAX_CONTENT = 64 << 20
@@ -52,11 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.build import build
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import test_report, ui
-    from minibuild.errors import EngineError, InputError
-    from minibuild.oci import daemon
-    from minibuild.workspace import Workspace
 
     started = time.monotonic()
     workspace = Workspace.find()
@@ -99,8 +98,6 @@ def _test_targets(workspace: Any, patterns: Sequence[str], package: str | None) 
 
     Analysis as `build()` does it (stored and reused the same way).
     """
-    from minibuild.build import analyse, open_cache
-    from minibuild_rules.test_providers import ImageTestInfo
 
     _, stat_cache = open_cache(workspace)
     try:

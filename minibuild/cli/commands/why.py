@@ -7,8 +7,12 @@ import json
 import os
 import sys
 
-NAME = "why"
-HELP = "show why a file is in an image: binary -> DT_NEEDED -> ... -> file, or the attribute that added it"
+from minibuild.build import build, out_dir
+from minibuild.errors import InputError
+from minibuild.image.documents import image_files
+from minibuild.image.tree import build_tree
+from minibuild.label import Label
+from minibuild.workspace import Workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,9 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def chain(closure: dict, layers: dict, path: str) -> list[str] | None:
     """Steps from a root to `path`, or None when the image does not hold it."""
-    from minibuild.image.layers import image_files
-    from minibuild.image.tree import build_tree
-
     files = {f["path"]: f for f in image_files(layers)}
     tree, _ = build_tree({**closure, "entries": [e for e in closure["entries"] if e["kind"] != "file"]}, [], {}, "")
     wanted = {path, tree.canonical(path)}
@@ -53,11 +54,8 @@ def chain(closure: dict, layers: dict, path: str) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibuild.build import build, out_dir
+    # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
-    from minibuild.errors import InputError
-    from minibuild.label import Label
-    from minibuild.workspace import Workspace
 
     workspace = Workspace.find()
     label = Label.parse(args.label, workspace.relative_dir(os.getcwd()))
