@@ -16,8 +16,11 @@ from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo
 
 class GroupFile(Attrs):
     src: str
+    """A file of the package, relative to its BUILD.toml."""
     dest: str
+    """Its absolute path in the image (an image using the group with a `dest` directory puts it below that)."""
     mode: Mode = 0o644
+    """Permission bits, `"0644"`."""
 
     @field_validator("dest")
     @classmethod
@@ -27,6 +30,7 @@ class GroupFile(Attrs):
 
 class FilesAttrs(Attrs):
     files: list[GroupFile]
+    """The files: `{ src, dest, mode }`."""
 
 
 def _files_impl(ctx: RuleContext[FilesAttrs]) -> list[object]:

@@ -38,10 +38,15 @@ class GenruleParams:
 
 class GenruleAttrs(Attrs):
     srcs: list[str] = []
+    """Input files of the package, relative to its BUILD.toml: `$(SRCS)`, or `$(SRC)` for the only one."""
     outs: list[str]
+    """Names of the files the command writes: `$(OUTS)`, or `$(OUT)` for the only one."""
     cmd: str
+    """A bash command (`-eo pipefail`), run in an empty temporary directory."""
     env: dict[str, str] = {}
+    """More environment variables for the command (it gets `PATH`, `HOME`, `LC_ALL`, `SOURCE_DATE_EPOCH`)."""
     version: str = ""
+    """Change it to run the command again (the tools it calls, `cc`, are not part of the key)."""
 
     @field_validator("outs")
     @classmethod

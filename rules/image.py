@@ -37,8 +37,12 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 class FileSpec(Attrs):
     src: PathOrLabel
-    dest: str | None = None  # optional for a `files` target: its entries carry their own
+    """A file of the package (a path relative to its BUILD.toml), or the label of a `files` or `genrule` target."""
+    dest: str | None = None
+    """Where it goes in the image (an absolute path; ending in `/`: a directory). A `files` target's entries carry
+    their own, so it may be left out for one."""
     mode: Mode | None = None
+    """Permission bits, `"0644"`; unset: 0644 for a file, 0755 for a genrule's output, a `files` target's own."""
 
     @field_validator("dest")
     @classmethod
@@ -51,8 +55,10 @@ class FileSpec(Attrs):
 
 
 class TreeAttr(Attrs):
-    src: str  # a directory of the sysroot, copied to the same path
-    exclude: list[str] = []  # names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`)
+    src: str
+    """A directory of the sysroot, copied to the same path in the image."""
+    exclude: list[str] = []
+    """Names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`) left out."""
 
     @field_validator("src")
     @classmethod
@@ -62,40 +68,79 @@ class TreeAttr(Attrs):
 
 class ImageAttrs(Attrs):
     base: LabelAttr | None = None
-    binaries: list[PathOrLabel] = []  # sysroot paths, or labels of genrule outputs (shipped in /usr/local/bin)
+    """An `image` target whose layers are reused as they are; the config is inherited as a Dockerfile `FROM`
+    would (env and labels merge, an entrypoint replaces)."""
+    binaries: list[PathOrLabel] = []
+    """Programs: absolute paths in the sysroot, or labels of `genrule` targets (shipped in `/usr/local/bin`);
+    each comes with its ELF closure."""
     files: list[FileSpec] = []
+    """More files: `{ src, dest, mode }`."""
     entrypoint: list[str] = []
+    """The image's entrypoint; empty: the only binary, if there is one."""
     cmd: list[str] = []
+    """Default arguments (the config's `Cmd`)."""
     env: dict[str, str] = {}
+    """Environment variables; `PATH` defaults to the usual one (unless a `base` brings its own)."""
     workdir: str = ""
+    """The working directory of the image's processes."""
     user: str = ""
+    """The user processes run as (`"1000:1000"`); `"nonroot"` adds and uses uid/gid 65532."""
     tag: str | None = None
+    """The tag the image is loaded as; unset: `<package>/<name>:latest`."""
     labels: dict[str, str] = {}
+    """Labels of the image config."""
     annotations: dict[str, str] = {}
+    """Annotations of the OCI manifest (and index)."""
     exposed_ports: list[str] = []
+    """Ports the image exposes (`"8080/tcp"`)."""
     stop_signal: str = ""
-    max_size: Size | None = None  # a budget for the uncompressed image: exceeding it fails the build
+    """The signal that stops the container (`"SIGTERM"`)."""
+    max_size: Size | None = None
+    """A budget for the uncompressed image (`"4MiB"`, bytes, `"3MB"`): a bigger image fails the build, naming its
+    biggest files."""
     platforms: list[str] = []
+    """`linux/amd64`, `linux/arm64`...: one image per platform (each from its sysroot in `workspace.toml`) in an
+    OCI image index; empty: the workspace's sysroot only."""
     layering: Literal["shared", "single"] = "shared"
+    """`shared`: the loader and libc, big libraries, other libraries, runtime files and the image's own files in
+    layers that images of the workspace share byte for byte; `single`: one layer."""
     compression: Literal["gzip", "zstd", "none"] = "gzip"
+    """How layers are compressed."""
     gzip_level: int = 1
-    # Runtime files (docs/runtime.md). Unset means auto: decided from the ELF closure.
-    nsswitch: bool | None = None  # a minimal /etc/nsswitch.conf when the closure has glibc's libc.so.6
-    ca_certificates: bool | None = None  # auto: when the closure has libssl/libcrypto/libgnutls/libcurl/libnss3
-    tzdata: bool | list[str] | None = None  # true: all of /usr/share/zoneinfo; names; auto: the zone of env TZ
-    terminfo: bool | list[str] | None = None  # auto: a small default set when the closure has libtinfo/libncurses
-    libgcc_s: bool | None = None  # auto: when the closure imports pthread_cancel/pthread_exit/backtrace
-    gconv: bool | list[str] | None = None  # charsets (`UTF-16`); true: all modules; auto: a few if iconv_open is used
-    locales: bool | list[str] | None = None  # names (`en_US.UTF-8`); true: all; auto: those of env LANG/LC_*
-    python_stdlib: Literal["minimal", "full", "none"] = "minimal"  # for a python3.X binary
-    python_packages: list[str] = []  # more sysroot directories for Python (e.g. a dist-packages package)
-    trees: list[TreeAttr] = []  # any sysroot directory, copied with the ELF closure of every ELF file in it
-    ld_so_cache: bool = False  # an /etc/ld.so.cache listing the image's libraries
-    allow_secrets: bool = False  # ship files that look like private keys or credentials
-    keep_setuid: bool = False  # keep setuid/setgid bits (dropped by default)
-    # Commands run in the finished image under strace; what they look for and the sysroot has is added.
+    """0 (store) to 9 (smallest)."""
+    nsswitch: bool | None = None
+    """A minimal `/etc/nsswitch.conf` (and the NSS modules it names); unset: when the closure has glibc's
+    `libc.so.6` (docs/runtime.md)."""
+    ca_certificates: bool | None = None
+    """The sysroot's CA bundle; unset: when the closure has libssl, libcrypto, libgnutls, libcurl or libnss3."""
+    tzdata: bool | list[str] | None = None
+    """Time zones: names (`Europe/Paris`); true: all of `/usr/share/zoneinfo`; unset: the zone of env `TZ`."""
+    terminfo: bool | list[str] | None = None
+    """Terminfo entries (`xterm`); true: all; unset: a small default set when the closure has libtinfo or
+    libncurses."""
+    libgcc_s: bool | None = None
+    """`libgcc_s.so.1`; unset: when the closure imports `pthread_cancel`, `pthread_exit` or `backtrace`."""
+    gconv: bool | list[str] | None = None
+    """gconv modules: charsets (`UTF-16`); true: all; unset: five common charsets when `iconv_open` is used."""
+    locales: bool | list[str] | None = None
+    """Locales (`en_US.UTF-8`); true: all; unset: those of env `LANG`/`LC_*`."""
+    python_stdlib: Literal["minimal", "full", "none"] = "minimal"
+    """The standard library of a `python3.X` binary, every extension module resolved."""
+    python_packages: list[str] = []
+    """More sysroot directories for Python (a `dist-packages` package), copied whole."""
+    trees: list[TreeAttr] = []
+    """Sysroot directories copied with the ELF closure of every ELF file in them: `{ src, exclude }`."""
+    ld_so_cache: bool = False
+    """An `/etc/ld.so.cache` listing the image's libraries, for programs that `dlopen` by bare soname."""
+    allow_secrets: bool = False
+    """Ship files that look like private keys or credentials (by default they stop the build)."""
+    keep_setuid: bool = False
+    """Keep setuid/setgid bits (dropped by default)."""
     probe: list[list[str]] = []
-    probe_timeout: int = 60  # seconds each probe command may run before it is stopped (its trace still counts)
+    """Commands run in the finished image under strace (`[["python3", "-c", "import ssl"]]`); what they look for
+    and the sysroot has is added, with its closure (docs/probe.md)."""
+    probe_timeout: int = 60
+    """Seconds each probe command may run before it is stopped (its trace still counts), 1 to 3600."""
 
     @field_validator("python_packages")
     @classmethod

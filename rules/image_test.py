@@ -41,13 +41,21 @@ Regex = Annotated[str, AfterValidator(_check_regex)]
 
 class CommandSpec(Attrs):
     name: str = ""
+    """What the check is called in reports; empty: the command line."""
     args: list[str] = []
+    """The arguments (the container's `Cmd`); empty: the image's own `cmd`."""
     entrypoint: list[str] | None = None
+    """Replaces the image's entrypoint (as `docker run --entrypoint`), e.g. `["/bin/bash"]`."""
     env: dict[str, str] = {}
+    """More environment variables for the command."""
     exit_code: int = 0
+    """The exit code expected; a program that cannot be executed is 127 (not found) or 126."""
     stdout: Regex | None = None
+    """A regular expression standard output must match (searched line by line); `""`: it must be empty."""
     stderr: Regex | None = None
+    """The same for standard error."""
     timeout: float = 60.0
+    """Seconds; a command still running then is killed and the check fails."""
 
     @field_validator("timeout")
     @classmethod
@@ -59,9 +67,13 @@ class CommandSpec(Attrs):
 
 class FileSpec(Attrs):
     path: str
+    """An absolute path in the image."""
     exists: bool = True
+    """`false`: the check passes when the path is absent (then no `mode` or `contains`)."""
     mode: Mode | None = None
+    """The permission bits expected, an octal string such as `"0644"` or `"4755"`."""
     contains: Regex | None = None
+    """A regular expression the file's content must match (regular files only)."""
 
     @field_validator("path")
     @classmethod
@@ -77,18 +89,28 @@ class FileSpec(Attrs):
 
 class MetadataSpec(Attrs):
     entrypoint: list[str] | None = None
+    """The config's `Entrypoint`, the whole list (`[]` when unset)."""
     cmd: list[str] | None = None
+    """The config's `Cmd`, the whole list (`[]` when unset)."""
     user: str | None = None
+    """The config's `User`, the exact string (`""` when unset)."""
     env: dict[str, str] | None = None
+    """Each variable given has exactly this value in the config's `Env`; others may exist."""
     workdir: str | None = None
+    """The config's `WorkingDir`, the exact string (`""` when unset)."""
     labels: dict[str, str] | None = None
+    """Each label given has exactly this value in the config's `Labels`; others may exist."""
 
 
 class ImageTestAttrs(Attrs):
     image: LabelAttr
+    """The label of an `image` target (`":bash"`, `"//images:bash"`)."""
     commands: list[CommandSpec] = []
+    """Commands, each run in a new container, and how each must end: `{ args, exit_code, stdout, ... }`."""
     files: list[FileSpec] = []
+    """Paths checked in the image's file system: `{ path, exists, mode, contains }`."""
     metadata: MetadataSpec | None = None
+    """Fields of the image config to compare (only those given are checked)."""
 
     @model_validator(mode="after")
     def _something(self) -> ImageTestAttrs:
