@@ -4,14 +4,15 @@ See docs/loader.md (the loader rules G1-G18, musl M1-M8, copy plan L1-L8, script
 executes the programs it looks at.
 """
 
-from minibuild.elf.model import Closure, LoadedObject, PlanEntry, ResolveOptions
+from minibuild.elf.model import Closure, LoadedObject, ResolveOptions
 from minibuild.elf.report import closure_json, closure_tree, why
 from minibuild.elf.resolver import Session, resolve
+from minibuild.entry import TreeEntry
 
 __all__ = [
     "Closure",
     "LoadedObject",
-    "PlanEntry",
+    "TreeEntry",
     "ResolveOptions",
     "Session",
     "closure_json",

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import stat
 
-from minibuild.elf.model import PlanEntry
 from minibuild.elf.sysroot import Lookup, Sysroot
+from minibuild.entry import TreeEntry
 
 
 class CopyPlan:
     """L4 for `Resolver`: symlinks verbatim, directories crossed by `..`, the file with its capabilities."""
 
     fs: Sysroot
-    entries: dict[str, PlanEntry]
+    entries: dict[str, TreeEntry]
 
     def plan(self, look: Lookup, reason: str, via: str | None, executed: bool = False) -> None:
         """L4: recreate every symlink on the way verbatim, then the file itself."""
@@ -21,12 +21,11 @@ class CopyPlan:
             if link.path not in self.entries:
                 st = self.fs.lstat(link.path)
                 mode = stat.S_IMODE(st.st_mode) if st else 0o777
-                self.entries[link.path] = PlanEntry(link.path, "symlink", mode, link.target, None,
-                                                    f"symlink on the path to {look.path}", 0, via)
+                self.entries[link.path] = TreeEntry(link.path, "symlink", mode, f"symlink on the path to {look.path}",
+                                                    target=link.target, via=via)
         for d in look.dotdot_dirs:
             if d not in self.entries:
-                self.entries[d] = PlanEntry(d, "dir", 0o755, None, None,
-                                            f"directory crossed by `..` in {look.path}", 0, via)
+                self.entries[d] = TreeEntry(d, "dir", 0o755, f"directory crossed by `..` in {look.path}", via=via)
         real, st = look.realpath, look.st
         if real is None or st is None:
             return
@@ -34,8 +33,8 @@ class CopyPlan:
         if old is None or old.kind == "dir":
             host = self.fs.host(real)
             # file capabilities only act on a program the kernel executes, so only those are read
-            self.entries[real] = PlanEntry(real, "file", stat.S_IMODE(st.st_mode), None, host, reason, st.st_size,
-                                           via or look.path, _capabilities(host) if executed else ())
+            self.entries[real] = TreeEntry(real, "file", stat.S_IMODE(st.st_mode), reason, source=host, size=st.st_size,
+                                           via=via or look.path, xattrs=_capabilities(host) if executed else ())
 
 
 def _capabilities(host: str) -> tuple[tuple[str, bytes], ...]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from minibuild.entry import TreeEntry
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -34,21 +36,6 @@ class ResolveOptions:
 
 
 @dataclass(frozen=True)
-class PlanEntry:
-    """One thing to create in the image."""
-
-    path: str  # absolute in-image path
-    kind: str  # "file" | "symlink" | "dir"
-    mode: int  # permission bits of the source (setuid/setgid kept); dirs 0o755
-    target: str | None  # symlink text, verbatim
-    source: str | None  # host path to copy from (kind == "file")
-    reason: str  # why it is there, for humans
-    size: int = 0
-    via: str | None = None  # in-image path of the object or script whose lookup brought it in
-    xattrs: tuple[tuple[str, bytes], ...] = ()  # extended attributes to keep (`security.capability`)
-
-
-@dataclass(frozen=True)
 class LoadedObject:
     """One object the loader maps, as it would map it."""
 
@@ -70,7 +57,7 @@ class LoadedObject:
 class Closure:
     roots: tuple[str, ...]
     objects: tuple[LoadedObject, ...]  # load order (breadth-first), roots one after the other
-    entries: tuple[PlanEntry, ...]  # the copy plan, sorted by path
+    entries: tuple[TreeEntry, ...]  # the copy plan, sorted by path
     probed: tuple[str, ...]  # every in-image path looked at, existing or not (sorted, unique)
     warnings: tuple[str, ...]
     architecture: str | None

@@ -22,13 +22,14 @@ from collections.abc import Sequence
 
 from minibuild.elf.copyplan import CopyPlan
 from minibuild.elf.linkmap import MappedObject
-from minibuild.elf.model import Closure, LoadedObject, PlanEntry, ResolveOptions
+from minibuild.elf.model import Closure, LoadedObject, ResolveOptions
 from minibuild.elf.parse import ELF_MAGIC, ElfFormatError, ElfInfo, read_elf
 from minibuild.elf.process import Process
 from minibuild.elf.profile import Arch, arch_of
 from minibuild.elf.scripts import SCRIPT_BUF, ScriptRoots
 from minibuild.elf.searchpath import SysrootCache
 from minibuild.elf.sysroot import Lookup, Sysroot
+from minibuild.entry import TreeEntry
 from minibuild.errors import ElfError
 
 _DEFAULT_OPTIONS = ResolveOptions()
@@ -72,7 +73,7 @@ class Resolver(ScriptRoots, CopyPlan, SysrootCache):
         self.options = options
         self.env = options.environ
         self.workdir = options.workdir if options.workdir.startswith("/") else "/" + options.workdir
-        self.entries: dict[str, PlanEntry] = {}
+        self.entries: dict[str, TreeEntry] = {}
         self.objects: list[LoadedObject] = []
         self.seen_objects: set[str] = set()
         self.warnings: list[str] = []

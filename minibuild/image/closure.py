@@ -15,6 +15,7 @@ from typing import Any
 
 from minibuild import elf
 from minibuild.elf.sysroot import Sysroot, parent_dirs
+from minibuild.entry import TreeEntry
 from minibuild.errors import ElfError, InputError
 from minibuild.executor import ActionRun
 from minibuild.image import probe, runtime
@@ -22,7 +23,7 @@ from minibuild.image.documents import write_json
 from minibuild.image.params import ClosureParams, RuntimeParams
 from minibuild.image.platform import host_architecture
 from minibuild.image.runtime.copy import copy_path
-from minibuild.image.runtime.model import RuntimeFile, RuntimePlan
+from minibuild.image.runtime.model import RuntimePlan
 from minibuild.image.tree import ImageTree, build_tree
 
 # The loader and libc sit in the lowest layer: every glibc (or musl) image of a catalog has them, so
@@ -232,7 +233,7 @@ def _probe_round(run: ActionRun[ClosureParams], doc: dict[str, Any], found: Runt
             # copy_path adds only the links to a directory: the probe adds the directory itself, empty.
             if real is not None and look.st is not None and stat.S_ISDIR(look.st.st_mode) \
                     and tree.canonical(real) not in present:
-                found.add(RuntimeFile(real, "dir", stat.S_IMODE(look.st.st_mode), reason))
+                found.add(TreeEntry(real, "dir", stat.S_IMODE(look.st.st_mode), reason))
     root = p.sysroot.rstrip("/")
     run.discover(*(root + path for path in fs.probed if path not in overlay))
     return len(found.files) + len(found.elf_roots) - before, results

@@ -14,12 +14,13 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from minibuild.entry import TreeEntry
 from minibuild.errors import BuildError, InputError
 from minibuild.executor import ActionRun
 from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
-from minibuild.image.tree import GROUPS, ImageTree, TreeEntry, build_tree
-from minibuild.oci.layer import LayerEntry, write_layer
+from minibuild.image.tree import GROUPS, ImageTree, build_tree
+from minibuild.oci.layer import write_layer
 
 _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: shared libraries",
             "runtime": "minibuild: runtime files (stdlib, certificates, zoneinfo, terminfo)",
@@ -71,9 +72,7 @@ def write_layers(run: ActionRun[LayersParams]) -> None:
     work = os.path.dirname(out)
 
     def write(group: str) -> Any:
-        entries = [LayerEntry(e.path, e.kind, e.mode, source=e.source, data=e.data, target=e.target, origin=e.origin)
-                   for e in by_group[group]]
-        return write_layer(entries, os.path.join(work, _layer_file(group)), compression=p.compression,
+        return write_layer(by_group[group], os.path.join(work, _layer_file(group)), compression=p.compression,
                            gzip_level=p.gzip_level, epoch=p.epoch)
 
     if p.max_size:
@@ -138,7 +137,7 @@ def _layer_file(group: str) -> str:
 def _check_budget(tree: ImageTree, below: dict[str, Any], budget: int, owner: object) -> None:
     """The whole image (a base image's files included) must fit in `max_size` bytes, uncompressed."""
     files = [e for e in tree.entries.values() if e.kind == "file"]
-    files += [TreeEntry(f["path"], "file", f.get("mode", 0o644), f["reason"], "base image", size=f["size"])
+    files += [TreeEntry(f["path"], "file", f.get("mode", 0o644), f["reason"], origin="base image", size=f["size"])
               for f in below.values() if f["kind"] == "file" and f["path"] not in tree.entries]
     total = sum(e.size for e in files)
     if total <= budget:

@@ -11,6 +11,7 @@ Nothing is read from the host but the bytes of `source` files, streamed, never h
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
+from minibuild.entry import DEFAULT_MODES, KINDS, TreeEntry
 from minibuild.errors import BuildError, InputError
 from minibuild.oci._io import SourceReader, atomic_file, read_error, write_error
 from minibuild.oci.spec import LAYER_MEDIA_TYPES, Descriptor, Platform
@@ -30,7 +32,8 @@ from minibuild.oci.spec import LAYER_MEDIA_TYPES, Descriptor, Platform
 __all__ = [
     "Descriptor",
     "Layer",
-    "LayerEntry",
+    "TreeEntry",
+    "checked",
     "Platform",
     "check_epoch",
     "epoch_from_env",
@@ -40,9 +43,6 @@ __all__ = [
     "write_layer",
 ]
 
-KINDS = ("file", "symlink", "dir")
-# Modes used when an entry gives none. Symlink permissions mean nothing on Linux; tar writes them as 0777.
-DEFAULT_MODES = {"file": 0o644, "dir": 0o755, "symlink": 0o777}
 # ustar's 12-byte octal mtime field holds values below 8**11; later epochs would need a pax record per member.
 MAX_EPOCH = 8**11 - 1
 # The compressors are fed fixed-size chunks so their output depends only on the tar bytes, never on how
@@ -50,57 +50,33 @@ MAX_EPOCH = 8**11 - 1
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class LayerEntry:
-    """One member of a layer. `path` is normalised on construction and `mode` filled from the kind's default.
-
-    mode: permission bits, setuid/setgid/sticky included only if given; None means 0644 for files and 0755
-    for dirs. Symlinks are always 0777. Content of a file comes from `source` (a host path, streamed) or
-    `data`, exactly one of them.
-    """
-
-    path: str
-    kind: str
-    mode: int | None = None
-    source: str | None = None
-    data: bytes | None = None
-    target: str | None = None
-    origin: str = ""
-
-    def __post_init__(self) -> None:
-        where = f" (from {self.origin})" if self.origin else ""
-        if self.kind not in KINDS:
-            raise InputError(
-                f"layer entry `{self.path}`{where} has kind `{self.kind}`; expected one of {', '.join(KINDS)}"
-            )
-        object.__setattr__(self, "path", _normalise_path(self.path, where))
-        if self.kind == "symlink":
-            object.__setattr__(self, "mode", DEFAULT_MODES["symlink"])
-        elif self.mode is None:
-            object.__setattr__(self, "mode", DEFAULT_MODES[self.kind])
-        elif isinstance(self.mode, bool) or not isinstance(self.mode, int) or not 0 <= self.mode <= 0o7777:
-            raise InputError(f"layer entry `{self.path}`{where} has mode {self.mode!r}; expected 0 to 0o7777")
-        if self.kind == "file":
-            if (self.source is None) == (self.data is None):
-                raise InputError(f"file entry `{self.path}`{where} needs exactly one of `source` and `data`")
-        elif self.source is not None or self.data is not None:
-            raise InputError(f"{self.kind} entry `{self.path}`{where} cannot have `source` or `data`")
-        if self.kind == "symlink":
-            if not self.target or "\0" in self.target:
-                raise InputError(f"symlink entry `{self.path}`{where} needs a non-empty `target`")
-            _check_utf8(self.target, f"symlink target of `{self.path}`{where}")
-        elif self.target is not None:
-            raise InputError(f"{self.kind} entry `{self.path}`{where} cannot have a `target`")
-        if self.path == "/" and self.kind != "dir":
-            raise InputError(f"the root `/`{where} can only be a directory")
-
-    def describe(self) -> str:
-        if self.kind == "symlink":
-            return f"a symlink to `{self.target}`"
-        if self.kind == "dir":
-            return f"a directory (mode {self.mode:04o})"
-        content = f"`{self.source}`" if self.source is not None else f"{len(self.data or b'')} bytes of data"
-        return f"a file (mode {self.mode:04o}) with the content of {content}"
+def checked(entry: TreeEntry) -> TreeEntry:
+    """The entry as a layer member: kind, mode and content checked, the path normalised, a symlink's mode
+    0777 (symlink permissions mean nothing on Linux; tar writes them so). Bad input is an InputError."""
+    where = f" (from {entry.origin})" if entry.origin else ""
+    if entry.kind not in KINDS:
+        raise InputError(f"layer entry `{entry.path}`{where} has kind `{entry.kind}`; "
+                         f"expected one of {', '.join(KINDS)}")
+    path = _normalise_path(entry.path, where)
+    mode = entry.mode
+    if entry.kind == "symlink":
+        mode = DEFAULT_MODES["symlink"]
+    elif isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise InputError(f"layer entry `{path}`{where} has mode {mode!r}; expected 0 to 0o7777")
+    if entry.kind == "file":
+        if (entry.source is None) == (entry.data is None):
+            raise InputError(f"file entry `{path}`{where} needs exactly one of `source` and `data`")
+    elif entry.source is not None or entry.data is not None:
+        raise InputError(f"{entry.kind} entry `{path}`{where} cannot have `source` or `data`")
+    if entry.kind == "symlink":
+        if not entry.target or "\0" in entry.target:
+            raise InputError(f"symlink entry `{path}`{where} needs a non-empty `target`")
+        _check_utf8(entry.target, f"symlink target of `{path}`{where}")
+    elif entry.target is not None:
+        raise InputError(f"{entry.kind} entry `{path}`{where} cannot have a `target`")
+    if path == "/" and entry.kind != "dir":
+        raise InputError(f"the root `/`{where} can only be a directory")
+    return entry if (path, mode) == (entry.path, entry.mode) else dataclasses.replace(entry, path=path, mode=mode)
 
 
 @dataclass(frozen=True)
@@ -135,7 +111,7 @@ def _sort_key(path: str) -> tuple[str, ...]:
     return tuple(path.split("/")[1:]) if path != "/" else ()
 
 
-def _origin(entry: LayerEntry) -> str:
+def _origin(entry: TreeEntry) -> str:
     return entry.origin or "an entry with no origin"
 
 
@@ -161,7 +137,7 @@ class _ContentKeys:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[int, str]] = {}
 
-    def get(self, entry: LayerEntry) -> tuple[int, str]:
+    def get(self, entry: TreeEntry) -> tuple[int, str]:
         key = id(entry)
         if key not in self._cache:
             if entry.data is not None:
@@ -178,7 +154,7 @@ class _ContentKeys:
         return self._cache[key]
 
 
-def _same(a: LayerEntry, b: LayerEntry, keys: _ContentKeys) -> bool:
+def _same(a: TreeEntry, b: TreeEntry, keys: _ContentKeys) -> bool:
     if (a.kind, a.mode, a.target) != (b.kind, b.mode, b.target):
         return False
     if a.kind != "file":
@@ -189,18 +165,19 @@ def _same(a: LayerEntry, b: LayerEntry, keys: _ContentKeys) -> bool:
     return keys.get(a) == keys.get(b)
 
 
-def plan_layer(entries: Iterable[LayerEntry]) -> tuple[LayerEntry, ...]:
+def plan_layer(entries: Iterable[TreeEntry]) -> tuple[TreeEntry, ...]:
     """The members of the layer in tar order: duplicates merged, conflicts refused, parent dirs added.
 
     Two entries for one path are merged when kind, mode and content are the same; otherwise InputError
     names both origins. An entry under a path that is a file or symlink is refused too: a tar cannot
     both hold a directory and a non-directory at one path, and writing through a symlink is ambiguous.
     """
-    by_path: dict[str, LayerEntry] = {}
+    by_path: dict[str, TreeEntry] = {}
     keys = _ContentKeys()
-    for entry in entries:
-        if not isinstance(entry, LayerEntry):
-            raise TypeError(f"expected LayerEntry, got {type(entry).__name__}")
+    for given in entries:
+        if not isinstance(given, TreeEntry):
+            raise TypeError(f"expected TreeEntry, got {type(given).__name__}")
+        entry = checked(given)
         seen = by_path.get(entry.path)
         if seen is None:
             by_path[entry.path] = entry
@@ -210,7 +187,7 @@ def plan_layer(entries: Iterable[LayerEntry]) -> tuple[LayerEntry, ...]:
                 f"and {entry.describe()} from {_origin(entry)}",
                 hint="remove one of them, or give both the same content and mode",
             )
-    implicit: dict[str, LayerEntry] = {}
+    implicit: dict[str, TreeEntry] = {}
     for path, entry in by_path.items():
         parent = posixpath.dirname(path)
         while parent != "/":
@@ -224,14 +201,14 @@ def plan_layer(entries: Iterable[LayerEntry]) -> tuple[LayerEntry, ...]:
                         hint="put the entry at its real path" if above.kind == "symlink" else None,
                     )
             elif parent not in implicit:
-                implicit[parent] = LayerEntry(parent, "dir", origin=f"parent directory of `{path}`")
+                implicit[parent] = TreeEntry(parent, "dir", origin=f"parent directory of `{path}`")
             parent = posixpath.dirname(parent)
     by_path.pop("/", None)  # the root is the extraction target itself; no tool writes a member for it
     by_path.update(implicit)
     return tuple(by_path[p] for p in sorted(by_path, key=_sort_key))
 
 
-def tar_info(entry: LayerEntry, size: int, epoch: int) -> tarfile.TarInfo:
+def tar_info(entry: TreeEntry, size: int, epoch: int) -> tarfile.TarInfo:
     """The header of one member: nothing in it comes from the host."""
     info = tarfile.TarInfo(entry.path.lstrip("/"))
     info.mtime = epoch
@@ -381,7 +358,7 @@ class _Sink:
         return "sha256:" + self._blob.hexdigest()
 
 
-def _open_source(entry: LayerEntry) -> BinaryIO:
+def _open_source(entry: TreeEntry) -> BinaryIO:
     assert entry.source is not None
     what = f"content of `{entry.path}` from {_origin(entry)}"
     source = f"source `{entry.source}` of `{entry.path}` from {_origin(entry)}"
@@ -404,7 +381,7 @@ def _open_source(entry: LayerEntry) -> BinaryIO:
     return f
 
 
-def _add_file(tar: tarfile.TarFile, entry: LayerEntry, epoch: int) -> None:
+def _add_file(tar: tarfile.TarFile, entry: TreeEntry, epoch: int) -> None:
     if entry.data is not None:
         tar.addfile(tar_info(entry, len(entry.data), epoch), io.BytesIO(entry.data))
         return
@@ -422,7 +399,7 @@ def _add_file(tar: tarfile.TarFile, entry: LayerEntry, epoch: int) -> None:
 
 
 def write_layer(
-    entries: Iterable[LayerEntry],
+    entries: Iterable[TreeEntry],
     dest: str,
     *,
     compression: str = "gzip",

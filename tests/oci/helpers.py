@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from minibuild.entry import TreeEntry
 from minibuild.oci.image import ImageBlobs, ImageConfig, Platform, assemble_image
-from minibuild.oci.layer import Layer, LayerEntry, write_layer
+from minibuild.oci.layer import Layer, write_layer
 
 HOST_BASH = "/bin/bash"
 
@@ -30,14 +31,14 @@ def write_tree(root: Path, mtime: int = 1_000_000_000) -> dict[str, Path]:
     return out
 
 
-def tree_entries(files: dict[str, Path]) -> list[LayerEntry]:
+def tree_entries(files: dict[str, Path]) -> list[TreeEntry]:
     return [
-        LayerEntry("/etc/hello", "file", 0o644, source=str(files["hello"]), origin="test hello"),
-        LayerEntry("/usr/local/bin/run.sh", "file", 0o755, source=str(files["run.sh"]), origin="test run.sh"),
-        LayerEntry("/var/lib/big.bin", "file", 0o644, source=str(files["big.bin"]), origin="test big.bin"),
-        LayerEntry("/etc/passwd", "file", data=b"root:x:0:0:root:/root:/bin/sh\n", origin="generated"),
-        LayerEntry("/bin", "symlink", target="usr/bin", origin="merged /usr"),
-        LayerEntry("/tmp", "dir", 0o1777, origin="tmp"),
+        TreeEntry("/etc/hello", "file", 0o644, source=str(files["hello"]), origin="test hello"),
+        TreeEntry("/usr/local/bin/run.sh", "file", 0o755, source=str(files["run.sh"]), origin="test run.sh"),
+        TreeEntry("/var/lib/big.bin", "file", 0o644, source=str(files["big.bin"]), origin="test big.bin"),
+        TreeEntry("/etc/passwd", "file", data=b"root:x:0:0:root:/root:/bin/sh\n", origin="generated"),
+        TreeEntry("/bin", "symlink", target="usr/bin", origin="merged /usr"),
+        TreeEntry("/tmp", "dir", 0o1777, origin="tmp"),
     ]
 
 
@@ -62,7 +63,7 @@ def build_image(
     history = []
     if with_bash:
         dest = str(workdir / "layer-bash")
-        bash = LayerEntry("/usr/bin/bash", "file", 0o755, source=HOST_BASH, origin="host bash")
+        bash = TreeEntry("/usr/bin/bash", "file", 0o755, source=HOST_BASH, origin="host bash")
         layers.append((write_layer([bash], dest, compression=compression, epoch=epoch), dest))
         history.append("bash from the host")
     dest = str(workdir / "layer-files")

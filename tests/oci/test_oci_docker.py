@@ -11,9 +11,10 @@ import uuid
 
 import pytest
 
+from minibuild.entry import TreeEntry
 from minibuild.oci.archive import write_docker_archive
 from minibuild.oci.image import ImageConfig, Platform, assemble_image
-from minibuild.oci.layer import LayerEntry, write_layer
+from minibuild.oci.layer import write_layer
 
 pytestmark = pytest.mark.docker
 
@@ -47,12 +48,12 @@ def host_closure(binary: str) -> list[tuple[str, str]]:
 
 def test_docker_loads_and_runs_our_archive(engine, tmp_path):
     entries = [
-        LayerEntry(path, "file", 0o755, source=src, origin="host") for path, src in host_closure("/bin/bash")
+        TreeEntry(path, "file", 0o755, source=src, origin="host") for path, src in host_closure("/bin/bash")
     ]
     files = [
-        LayerEntry("/etc/greeting", "file", data=b"ok from minibuild\n", origin="test"),
-        LayerEntry("/tmp", "dir", 0o1777, origin="test"),
-        LayerEntry("/usr/bin/sh", "symlink", target="/bin/bash", origin="test"),
+        TreeEntry("/etc/greeting", "file", data=b"ok from minibuild\n", origin="test"),
+        TreeEntry("/tmp", "dir", 0o1777, origin="test"),
+        TreeEntry("/usr/bin/sh", "symlink", target="/bin/bash", origin="test"),
     ]
     low = write_layer(entries, str(tmp_path / "low"))
     top = write_layer(files, str(tmp_path / "top"))

@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from minibuild.entry import TreeEntry
 from minibuild.errors import BuildError, InputError
-from minibuild.oci.layer import LayerEntry, plan_layer, tar_info, write_layer
+from minibuild.oci.layer import plan_layer, tar_info, write_layer
 from minibuild.oci.spec import MEDIA_TYPE_LAYER, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD
 
 from .helpers import tree_entries, write_tree
@@ -141,10 +142,10 @@ def test_pax_records_only_where_ustar_cannot_hold_the_value(tmp_path):
     long_name = "/opt/" + "d" * 120 + "/file"
     long_target = "/" + "t" * 150
     entries = [
-        LayerEntry(long_name, "file", data=b"x"),
-        LayerEntry("/opt/link", "symlink", target=long_target),
-        LayerEntry("/opt/caf\u00e9", "file", data=b"utf-8 name"),
-        LayerEntry("/opt/short", "file", data=b"y"),
+        TreeEntry(long_name, "file", data=b"x"),
+        TreeEntry("/opt/link", "symlink", target=long_target),
+        TreeEntry("/opt/caf\u00e9", "file", data=b"utf-8 name"),
+        TreeEntry("/opt/short", "file", data=b"y"),
     ]
     dest = tmp_path / "layer"
     write_layer(entries, str(dest), compression="none")
@@ -157,7 +158,7 @@ def test_pax_records_only_where_ustar_cannot_hold_the_value(tmp_path):
 
 
 def test_files_of_8_gib_get_a_pax_size_record():
-    entry = LayerEntry("/big", "file", data=b"")
+    entry = TreeEntry("/big", "file", data=b"")
     small = tar_info(entry, 8**11 - 1, 0).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     big = tar_info(entry, 8**11, 0).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     assert len(small) == 512
@@ -166,9 +167,9 @@ def test_files_of_8_gib_get_a_pax_size_record():
 
 def test_setuid_kept_only_when_given(tmp_path):
     entries = [
-        LayerEntry("/usr/bin/su", "file", 0o4755, data=b"su"),
-        LayerEntry("/usr/bin/plain", "file", 0o755, data=b"plain"),
-        LayerEntry("/usr/bin/default", "file", data=b"default"),
+        TreeEntry("/usr/bin/su", "file", 0o4755, data=b"su"),
+        TreeEntry("/usr/bin/plain", "file", 0o755, data=b"plain"),
+        TreeEntry("/usr/bin/default", "file", data=b"default"),
     ]
     dest = tmp_path / "layer"
     write_layer(entries, str(dest))
@@ -178,14 +179,14 @@ def test_setuid_kept_only_when_given(tmp_path):
 
 
 def test_order_puts_a_directory_right_before_its_subtree(tmp_path):
-    entries = [LayerEntry(p, "file", data=p.encode()) for p in ("/a-b", "/a/b", "/a.c", "/a/b-c/d", "/A")]
+    entries = [TreeEntry(p, "file", data=p.encode()) for p in ("/a-b", "/a/b", "/a.c", "/a/b-c/d", "/A")]
     dest = tmp_path / "layer"
     write_layer(entries, str(dest))
     assert [m.name for m in members(dest)] == ["A", "a", "a/b", "a/b-c", "a/b-c/d", "a-b", "a.c"]
 
 
 def test_paths_are_normalised(tmp_path):
-    entry = LayerEntry("//usr/./bin//tool/", "file", data=b"t")
+    [entry] = [e for e in plan_layer([TreeEntry("//usr/./bin//tool/", "file", data=b"t")]) if e.kind == "file"]
     assert entry.path == "/usr/bin/tool"
 
 
@@ -195,7 +196,7 @@ def test_paths_are_normalised(tmp_path):
 @pytest.mark.parametrize(("level", "xfl"), [(1, 4), (6, 0), (9, 2)])
 def test_gzip_header_is_pinned(tmp_path, level, xfl):
     dest = tmp_path / "layer"
-    write_layer([LayerEntry("/f", "file", data=b"data")], str(dest), gzip_level=level)
+    write_layer([TreeEntry("/f", "file", data=b"data")], str(dest), gzip_level=level)
     data = dest.read_bytes()
     # magic, deflate, no flags (so no file name), MTIME 0, XFL, OS 255 (unknown)
     assert data[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes([xfl, 0xFF])
@@ -213,7 +214,7 @@ def test_gzip_level_changes_the_digest_not_the_diff_id(tmp_path):
 
 
 def test_uncompressed_layer_digest_is_its_diff_id(tmp_path):
-    layer = write_layer([LayerEntry("/f", "file", data=b"data")], str(tmp_path / "l"), compression="none")
+    layer = write_layer([TreeEntry("/f", "file", data=b"data")], str(tmp_path / "l"), compression="none")
     assert layer.descriptor.media_type == MEDIA_TYPE_LAYER
     assert layer.descriptor.digest == layer.diff_id
     assert layer.descriptor.size == layer.uncompressed_size
@@ -237,7 +238,7 @@ def test_large_source_is_streamed_not_loaded(tmp_path):
         f.truncate(64 << 20)
     tracemalloc.start()
     try:
-        layer = write_layer([LayerEntry("/big", "file", source=str(big))], str(tmp_path / "l"))
+        layer = write_layer([TreeEntry("/big", "file", source=str(big))], str(tmp_path / "l"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -254,10 +255,10 @@ def test_identical_duplicates_are_merged(tmp_path):
     copy = tmp_path / "b"
     copy.write_bytes(b"same")
     entries = [
-        LayerEntry("/etc/x", "file", source=str(src), origin="rule one"),
-        LayerEntry("/etc/x", "file", source=str(copy), origin="rule two"),
-        LayerEntry("/etc/x", "file", data=b"same", origin="rule three"),
-        LayerEntry("/etc", "dir", origin="rule four"),
+        TreeEntry("/etc/x", "file", source=str(src), origin="rule one"),
+        TreeEntry("/etc/x", "file", source=str(copy), origin="rule two"),
+        TreeEntry("/etc/x", "file", data=b"same", origin="rule three"),
+        TreeEntry("/etc", "dir", origin="rule four"),
     ]
     assert [e.path for e in plan_layer(entries)] == ["/etc", "/etc/x"]
 
@@ -265,14 +266,14 @@ def test_identical_duplicates_are_merged(tmp_path):
 @pytest.mark.parametrize(
     "other",
     [
-        LayerEntry("/etc/x", "file", data=b"different", origin="rule two"),
-        LayerEntry("/etc/x", "file", 0o755, data=b"same", origin="rule two"),
-        LayerEntry("/etc/x", "symlink", target="y", origin="rule two"),
-        LayerEntry("/etc/x", "dir", origin="rule two"),
+        TreeEntry("/etc/x", "file", data=b"different", origin="rule two"),
+        TreeEntry("/etc/x", "file", 0o755, data=b"same", origin="rule two"),
+        TreeEntry("/etc/x", "symlink", target="y", origin="rule two"),
+        TreeEntry("/etc/x", "dir", origin="rule two"),
     ],
 )
 def test_conflicting_duplicates_name_both_origins(other):
-    first = LayerEntry("/etc/x", "file", data=b"same", origin="rule one")
+    first = TreeEntry("/etc/x", "file", data=b"same", origin="rule one")
     with pytest.raises(InputError) as err:
         plan_layer([first, other])
     assert "`/etc/x`" in err.value.message
@@ -281,15 +282,15 @@ def test_conflicting_duplicates_name_both_origins(other):
 
 def test_entry_under_a_symlink_is_refused():
     entries = [
-        LayerEntry("/lib", "symlink", target="usr/lib", origin="merged usr"),
-        LayerEntry("/lib/libc.so.6", "file", data=b"elf", origin="closure of /bin/sh"),
+        TreeEntry("/lib", "symlink", target="usr/lib", origin="merged usr"),
+        TreeEntry("/lib/libc.so.6", "file", data=b"elf", origin="closure of /bin/sh"),
     ]
     with pytest.raises(InputError, match="closure of /bin/sh.*symlink to `usr/lib`.*merged usr"):
         plan_layer(entries)
 
 
 def test_entry_under_a_file_is_refused():
-    entries = [LayerEntry("/etc", "file", data=b"", origin="one"), LayerEntry("/etc/x", "dir", origin="two")]
+    entries = [TreeEntry("/etc", "file", data=b"", origin="one"), TreeEntry("/etc/x", "dir", origin="two")]
     with pytest.raises(InputError, match="which is a file"):
         plan_layer(entries)
 
@@ -314,7 +315,7 @@ def test_entry_under_a_file_is_refused():
 )
 def test_invalid_entries(kwargs, message):
     with pytest.raises(InputError, match=message):
-        LayerEntry(origin="test", **kwargs)
+        plan_layer([TreeEntry(origin="test", **kwargs)])
 
 
 @pytest.mark.parametrize(
@@ -328,17 +329,17 @@ def test_invalid_entries(kwargs, message):
 )
 def test_invalid_options(tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):
-        write_layer([LayerEntry("/x", "dir")], str(tmp_path / "l"), **kwargs)
+        write_layer([TreeEntry("/x", "dir")], str(tmp_path / "l"), **kwargs)
     assert os.listdir(tmp_path) == []
 
 
 def test_missing_and_odd_sources(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         write_layer(
-            [LayerEntry("/x", "file", source=str(tmp_path / "nope"), origin="o")], str(tmp_path / "l")
+            [TreeEntry("/x", "file", source=str(tmp_path / "nope"), origin="o")], str(tmp_path / "l")
         )
     with pytest.raises(InputError, match="is a directory"):
-        write_layer([LayerEntry("/x", "file", source=str(tmp_path), origin="o")], str(tmp_path / "l"))
+        write_layer([TreeEntry("/x", "file", source=str(tmp_path), origin="o")], str(tmp_path / "l"))
     assert sorted(os.listdir(tmp_path)) == []
 
 
@@ -348,14 +349,14 @@ def test_no_space_left_is_a_build_error_and_leaves_nothing(tmp_path, monkeypatch
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(BuildError, match="no space left writing `.*layer`"):
-        write_layer([LayerEntry("/x", "file", data=b"x")], str(tmp_path / "layer"))
+        write_layer([TreeEntry("/x", "file", data=b"x")], str(tmp_path / "layer"))
     assert os.listdir(tmp_path) == []
 
 
 def test_existing_blob_is_replaced_atomically(tmp_path):
     dest = tmp_path / "layer"
     dest.write_bytes(b"old")
-    write_layer([LayerEntry("/x", "file", data=b"x")], str(dest))
+    write_layer([TreeEntry("/x", "file", data=b"x")], str(dest))
     assert dest.read_bytes()[:2] == b"\x1f\x8b"
     assert os.listdir(tmp_path) == ["layer"]
 
@@ -373,9 +374,9 @@ def test_any_tree_is_ordered_and_order_independent(tmp_path, paths, seed):
     entries = []
     for p in paths:
         if any(q.startswith(p + "/") for q in paths):
-            entries.append(LayerEntry(p, "dir", origin=p))
+            entries.append(TreeEntry(p, "dir", origin=p))
         else:
-            entries.append(LayerEntry(p, "file", data=p.encode(), origin=p))
+            entries.append(TreeEntry(p, "file", data=p.encode(), origin=p))
     shuffled = list(entries)
     seed.shuffle(shuffled)
     first = write_layer(entries, str(tmp_path / "1"), compression="none")
@@ -392,11 +393,11 @@ def test_any_tree_is_ordered_and_order_independent(tmp_path, paths, seed):
 def test_tar_bytes_are_pinned(tmp_path):
     """A change here changes every image digest minibuild makes: it must only ever change on purpose."""
     entries = [
-        LayerEntry("/etc/passwd", "file", data=b"root:x:0:0::/root:/bin/sh\n"),
-        LayerEntry("/bin", "symlink", target="usr/bin"),
-        LayerEntry("/usr/bin/tool", "file", 0o4755, data=b"\x7fELF"),
-        LayerEntry("/tmp", "dir", 0o1777),
-        LayerEntry("/opt/" + "n" * 120, "file", data=b"long"),
+        TreeEntry("/etc/passwd", "file", data=b"root:x:0:0::/root:/bin/sh\n"),
+        TreeEntry("/bin", "symlink", target="usr/bin"),
+        TreeEntry("/usr/bin/tool", "file", 0o4755, data=b"\x7fELF"),
+        TreeEntry("/tmp", "dir", 0o1777),
+        TreeEntry("/opt/" + "n" * 120, "file", data=b"long"),
     ]
     layer = write_layer(entries, str(tmp_path / "l"), compression="none", epoch=1_700_000_000)
     assert layer.diff_id == "sha256:5383f82b017991ac1c586dfb42270d5f41d6555ee00d87f07d0468d8e31c31ad"
@@ -406,5 +407,5 @@ def test_tar_bytes_are_pinned(tmp_path):
 def test_zstd_without_zstandard_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "zstandard", None)  # makes `import zstandard` fail
     with pytest.raises(BuildError, match="zstd layers need the Python package `zstandard`"):
-        write_layer([LayerEntry("/x", "dir")], str(tmp_path / "l"), compression="zstd")
+        write_layer([TreeEntry("/x", "dir")], str(tmp_path / "l"), compression="zstd")
     assert os.listdir(tmp_path) == []

@@ -6,9 +6,10 @@ import stat
 
 import pytest
 
+from minibuild.entry import TreeEntry
 from minibuild.errors import BuildError, InputError
 from minibuild.oci.image import ImageConfig, Platform, assemble_image, assemble_index
-from minibuild.oci.layer import LayerEntry, write_layer
+from minibuild.oci.layer import write_layer
 from minibuild.oci.layout import read_layout, write_layout
 
 from .helpers import build_image
@@ -141,7 +142,7 @@ def test_derived_image_reuses_base_layers_untouched(tmp_path, built):
     base = read_layout(str(base_dir)).image(Platform(), ref_name="base")
 
     top_path = str(tmp_path / "top")
-    top = write_layer([LayerEntry("/app", "file", 0o755, data=b"#!/bin/sh\n", origin="app")], top_path)
+    top = write_layer([TreeEntry("/app", "file", 0o755, data=b"#!/bin/sh\n", origin="app")], top_path)
     config = ImageConfig(cmd=("/app",)).inherit(base.image_config())
     derived = assemble_image(Platform(), config, [*base.layers, (top, top_path)], [*base.history(), "app"])
     write_layout(str(tmp_path / "derived"), derived.blobs(), [derived.manifest])

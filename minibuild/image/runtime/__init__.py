@@ -15,6 +15,7 @@ import posixpath
 from minibuild.elf import Closure
 from minibuild.elf.parse import ElfFormatError, read_elf
 from minibuild.elf.sysroot import Sysroot
+from minibuild.entry import TreeEntry
 from minibuild.errors import InputError
 from minibuild.image.runtime.certs import plan_certs
 from minibuild.image.runtime.copy import copy_tree
@@ -25,14 +26,14 @@ from minibuild.image.runtime.libgcc import TRIGGERS as LIBGCC_TRIGGERS
 from minibuild.image.runtime.libgcc import plan_libgcc
 from minibuild.image.runtime.locales import TRIGGERS as LOCALE_TRIGGERS
 from minibuild.image.runtime.locales import plan_locales
-from minibuild.image.runtime.model import RuntimeFile, RuntimeOptions, RuntimePlan, TreeSpec
+from minibuild.image.runtime.model import RuntimeOptions, RuntimePlan, TreeSpec
 from minibuild.image.runtime.nss import plan_nss
 from minibuild.image.runtime.python import plan_python
 from minibuild.image.runtime.symbols import imported_symbols
 from minibuild.image.runtime.terminfo import plan_terminfo
 from minibuild.image.runtime.zoneinfo import plan_tzdata
 
-__all__ = ["RuntimeFile", "RuntimeOptions", "RuntimePlan", "TreeSpec", "plan"]
+__all__ = ["TreeEntry", "RuntimeOptions", "RuntimePlan", "TreeSpec", "plan"]
 
 # Where libc's dlopen of a bare name ends up when nothing else names a directory: libc's own directory
 # (a multiarch dir on Debian) first, then the other default directories.

@@ -9,7 +9,8 @@ import stat
 
 from minibuild.elf.parse import ELF_MAGIC, ET_DYN, ET_EXEC, ElfFormatError, read_elf
 from minibuild.elf.sysroot import Sysroot
-from minibuild.image.runtime.model import RuntimeFile, RuntimePlan, TreeSpec
+from minibuild.entry import TreeEntry
+from minibuild.image.runtime.model import RuntimePlan, TreeSpec
 
 
 def copy_path(fs: Sysroot, path: str, reason: str, plan: RuntimePlan, *, follow_dir: bool = False) -> str | None:
@@ -23,7 +24,7 @@ def copy_path(fs: Sysroot, path: str, reason: str, plan: RuntimePlan, *, follow_
         return None
     for link in look.links:
         st = fs.lstat(link.path)
-        plan.add(RuntimeFile(link.path, "symlink", stat.S_IMODE(st.st_mode) if st else 0o777,
+        plan.add(TreeEntry(link.path, "symlink", stat.S_IMODE(st.st_mode) if st else 0o777,
                              f"symlink on the path to {path}", target=link.target))
     if stat.S_ISREG(look.st.st_mode):
         _add_file(fs, look.realpath, look.st, reason, plan)
@@ -37,7 +38,7 @@ def _add_file(fs: Sysroot, path: str, st: os.stat_result, reason: str, plan: Run
     if is_elf(host):
         plan.root(path, reason, "runtime")
     else:
-        plan.add(RuntimeFile(path, "file", stat.S_IMODE(st.st_mode), reason, source=host, size=st.st_size))
+        plan.add(TreeEntry(path, "file", stat.S_IMODE(st.st_mode), reason, source=host, size=st.st_size))
 
 
 def is_elf(host_path: str) -> bool:
@@ -69,7 +70,7 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
     top = look.realpath
     host_top = fs.host(top)
     reason = spec.reason or f"tree {spec.src}"
-    plan.add(RuntimeFile(top, "dir", stat.S_IMODE(look.st.st_mode), reason))
+    plan.add(TreeEntry(top, "dir", stat.S_IMODE(look.st.st_mode), reason))
     for host_dir, dirs, files in os.walk(host_top):
         rel_dir = os.path.relpath(host_dir, host_top)
         rel_dir = "" if rel_dir == "." else rel_dir
@@ -85,7 +86,7 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
             if stat.S_ISLNK(st.st_mode):  # os.walk lists links to directories as directories
                 _add_link(fs, path, os.readlink(full), top, reason, plan)
                 continue
-            plan.add(RuntimeFile(path, "dir", stat.S_IMODE(st.st_mode), reason))
+            plan.add(TreeEntry(path, "dir", stat.S_IMODE(st.st_mode), reason))
             kept.append(d)
         dirs[:] = kept
         for name in sorted(files):
@@ -104,7 +105,7 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
 
 
 def _add_link(fs: Sysroot, path: str, target: str, top: str, reason: str, plan: RuntimePlan) -> None:
-    plan.add(RuntimeFile(path, "symlink", 0o777, reason, target=target))
+    plan.add(TreeEntry(path, "symlink", 0o777, reason, target=target))
     look = fs.lookup(path)
     real = look.realpath
     if real is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from minibuild.entry import TreeEntry
+
 
 @dataclass(frozen=True)
 class TreeSpec:
@@ -36,29 +38,15 @@ class RuntimeOptions:
     env: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
-class RuntimeFile:
-    """One entry to add to the image: a sysroot file (`source`), generated content (`data`), a symlink or a dir."""
-
-    path: str
-    kind: str  # "file" | "symlink" | "dir"
-    mode: int
-    reason: str
-    source: str | None = None  # host path
-    data: bytes | None = None
-    target: str | None = None
-    size: int = 0
-
-
 @dataclass
 class RuntimePlan:
-    files: dict[str, RuntimeFile] = field(default_factory=dict)  # in-image path -> entry (first one wins)
+    files: dict[str, TreeEntry] = field(default_factory=dict)  # in-image path -> entry (first one wins)
     # in-image path -> (reason, layer group), resolved as ELF roots: "libs" or "runtime" (files of a tree)
     elf_roots: dict[str, tuple[str, str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what auto-detection decided, for the build output
 
-    def add(self, entry: RuntimeFile) -> None:
+    def add(self, entry: TreeEntry) -> None:
         self.files.setdefault(entry.path, entry)
 
     def root(self, path: str, reason: str, group: str = "libs") -> None:

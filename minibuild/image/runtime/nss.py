@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import posixpath
 
-from minibuild.image.runtime.model import RuntimeFile, RuntimePlan
+from minibuild.entry import TreeEntry
+from minibuild.image.runtime.model import RuntimePlan
 
 NSSWITCH = "/etc/nsswitch.conf"
 # The databases glibc consults, each with the services a minimal image can honour without any module.
@@ -57,7 +58,7 @@ def plan_nss(plan: RuntimePlan, *, libc_path: str | None, builtin_files_dns: boo
     if libc_path is None:
         return
     if user_conf is None and want is not False:
-        plan.add(RuntimeFile(NSSWITCH, "file", 0o644, "name service switch (glibc)",
+        plan.add(TreeEntry(NSSWITCH, "file", 0o644, "name service switch (glibc)",
                              data=MINIMAL_NSSWITCH.encode(), size=len(MINIMAL_NSSWITCH)))
         text = MINIMAL_NSSWITCH
     elif user_conf is not None:
