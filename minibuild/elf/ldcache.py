@@ -73,10 +73,10 @@ class LdCache:
         hwcaps = [e for e in candidates if e.is_hwcaps]
         if supported is not None and hwcaps:
             prio = {sub: i for i, sub in enumerate(supported)}
-            best = min((e for e in hwcaps if e.hwcaps_subdir in prio), key=lambda e: prio[e.hwcaps_subdir],
-                       default=None)
-            if best is not None:
-                return best, hwcaps
+            ranked = [(prio[e.hwcaps_subdir], e) for e in hwcaps
+                      if e.hwcaps_subdir is not None and e.hwcaps_subdir in prio]
+            if ranked:
+                return min(ranked, key=lambda pair: pair[0])[1], hwcaps
         for e in candidates:
             if e.hwcap == 0:
                 return e, hwcaps

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from minibuild.elf.linkmap import MappedObject, SearchLog
 
 if TYPE_CHECKING:
+    from minibuild.elf.parse import ElfInfo
     from minibuild.elf.profile import Arch, LoaderProfile
     from minibuild.elf.resolver import Resolver
-    from minibuild.elf.sysroot import Sysroot
+    from minibuild.elf.sysroot import Lookup, Sysroot
 
 MUSL_RESERVED = ("c", "pthread", "rt", "m", "dl", "util", "xnet")
 
@@ -35,6 +36,18 @@ class MuslSearch:
     interp_path: str | None
     _sys_path: list[str] | None
 
+    if TYPE_CHECKING:
+        # provided by `Process`
+        def origin_of(self, o: MappedObject) -> str: ...
+
+        def _not_found(self, name: str, req: MappedObject, kind: str, search: SearchLog) -> None: ...
+
+        def _verify(self, path: str, look: Lookup, name: str, req: MappedObject, quiet: bool = False,
+                    search: SearchLog | None = None, direct: bool = False) -> ElfInfo | None: ...
+
+        def _adopt(self, path: str, look: Lookup, info: ElfInfo, name: str, req: MappedObject, kind: str,
+                   label: str) -> MappedObject: ...
+
     def _map_musl(self, name: str, req: MappedObject, kind: str) -> MappedObject | None:
         interp = self.interp
         base = name.split("/")[-1]
@@ -47,11 +60,13 @@ class MuslSearch:
             return interp
         search = SearchLog()
         if "/" in name:
-            return self._try_musl(name, name, req, kind, "path in DT_NEEDED", search) or \
+            hit = self._try_musl(name, name, req, kind, "path in DT_NEEDED", search)
+            if hit is None:
                 self._not_found(name, req, kind, search)
-        for o in self.objs:  # M3a: loaded under this base name
-            if o.shortname == base:
-                return o
+            return hit
+        for loaded in self.objs:  # M3a: loaded under this base name
+            if loaded.shortname == base:
+                return loaded
         llp = self.r.env.get("LD_LIBRARY_PATH")
         if llp:
             hit = self._musl_dirs(re.split(r"[:\n]", llp), name, req, kind, "`LD_LIBRARY_PATH`", search)
@@ -69,7 +84,9 @@ class MuslSearch:
                         return hit
             o = o.loader if o.via != "interp" else None
         hit = self._musl_dirs(self._musl_sys_path(), name, req, kind, "musl system path", search)
-        return hit if hit is not None else self._not_found(name, req, kind, search)
+        if hit is None:
+            self._not_found(name, req, kind, search)
+        return hit
 
     def _musl_rpath(self, text: str, o: MappedObject) -> list[str] | None:
         if "$" in text:

@@ -200,11 +200,11 @@ def _parse_fd(r: _Reader) -> ElfInfo:
     end = "<" if data == 1 else ">"
     is64 = elfclass == 2
     e_type, e_machine, e_flags, e_phnum, phent, phdrs = _read_header(r, end, is64)
-    interp, dyn_off, dyn_size, loads = _read_segments(r, end, is64, e_phnum, phent, phdrs)
-    dyn = _NO_DYNAMIC if dyn_off is None else _read_dynamic(r, end, is64, loads, dyn_off, dyn_size)
+    interp, dynamic, loads = _read_segments(r, end, is64, e_phnum, phent, phdrs)
+    dyn = _NO_DYNAMIC if dynamic is None else _read_dynamic(r, end, is64, loads, *dynamic)
     return ElfInfo(
         elfclass=elfclass, data=data, osabi=osabi, abiversion=abiversion, e_type=e_type, machine=e_machine,
-        e_flags=e_flags, interp=interp, has_dynamic=dyn_off is not None, deps=dyn.deps, soname=dyn.soname,
+        e_flags=e_flags, interp=interp, has_dynamic=dynamic is not None, deps=dyn.deps, soname=dyn.soname,
         rpath=dyn.rpath, runpath=dyn.runpath, flags_1=dyn.flags_1, verneed=dyn.verneed, verdef=dyn.verdef,
     )
 
@@ -253,10 +253,10 @@ def _read_header(r: _Reader, end: str, is64: bool) -> tuple[int, int, int, int, 
 
 
 def _read_segments(r: _Reader, end: str, is64: bool, e_phnum: int, phent: int,
-                   phdrs: bytes) -> tuple[str | None, int | None, int | None, list[tuple[int, int, int]]]:
+                   phdrs: bytes) -> tuple[str | None, tuple[int, int] | None, list[tuple[int, int, int]]]:
     """PT_INTERP, the first PT_DYNAMIC (offset, size) and the PT_LOAD segments (vaddr, offset, filesz)."""
     interp = None
-    dyn_off = dyn_size = None
+    dynamic: tuple[int, int] | None = None
     loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
     fmt = end + ("IIQQQQQQ" if is64 else "IIIIIIII")
     for i in range(e_phnum):
@@ -270,9 +270,9 @@ def _read_segments(r: _Reader, end: str, is64: bool, e_phnum: int, phent: int,
         elif p_type == PT_INTERP and interp is None:
             raw = r.read(p_offset, p_filesz, "PT_INTERP")
             interp = _decode(raw.split(b"\0", 1)[0])
-        elif p_type == PT_DYNAMIC and dyn_off is None:
-            dyn_off, dyn_size = p_offset, p_filesz
-    return interp, dyn_off, dyn_size, loads
+        elif p_type == PT_DYNAMIC and dynamic is None:
+            dynamic = (p_offset, p_filesz)
+    return interp, dynamic, loads
 
 
 class _Dynamic(NamedTuple):
@@ -305,7 +305,7 @@ def _read_dynamic(r: _Reader, end: str, is64: bool, loads: list[tuple[int, int, 
         if tag == DT_NULL:
             break
         tags.append((tag, val))
-    values = {}
+    values: dict[int, int] = {}
     for tag, val in tags:
         values.setdefault(tag, val)
     if DT_STRTAB in values:

@@ -216,15 +216,18 @@ class Process(GlibcSearch, CpuVariants, MuslSearch):
             expanded = self.expand(name, req)
             if not expanded:
                 search.steps.append(f"`{name}` uses a dynamic string token that cannot be expanded")
-                return self._not_found(name, req, kind, search)
+                self._not_found(name, req, kind, search)
+                return None
             o = self._try(expanded[0], name, req, kind, "path in DT_NEEDED", search, direct=True)
             if o is None:
                 search.steps.append(f"`{expanded[0]}` does not exist")
-                return self._not_found(name, req, kind, search)
+                self._not_found(name, req, kind, search)
+                return None
             return o
         o = self._search_glibc(name, req, kind, search)
         if o is None:
-            return self._not_found(name, req, kind, search)
+            self._not_found(name, req, kind, search)
+            return None
         return o
 
     def _not_found(self, name: str, req: MappedObject, kind: str, search: SearchLog) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import posixpath
 import stat
+from typing import TYPE_CHECKING
 
 from minibuild.elf.model import DEFAULT_PATH
 from minibuild.elf.sysroot import Lookup, Sysroot
@@ -23,6 +24,10 @@ class ScriptRoots:
     workdir: str
     warnings: list[str]
     scripts: list[tuple[str, str]]
+
+    if TYPE_CHECKING:
+        # provided by `Resolver`
+        def add_root(self, path: str, reason: str, depth: int, via: str | None = None) -> None: ...
 
     def add_script(self, path: str, look: Lookup, head: bytes, depth: int) -> None:
         if depth >= MAX_SCRIPT_DEPTH:

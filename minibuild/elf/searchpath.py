@@ -9,6 +9,7 @@ every process of a resolution.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import stat
@@ -28,6 +29,11 @@ _DST_RE = re.compile(r"\$(?:\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A
 _CACHE_FILES: dict[tuple, ldcache.LdCache | None] = {}
 
 
+def _dst_value(values: dict[str, str], m: re.Match[str]) -> str:
+    """The value of the dynamic string token `m` matched (either spelling)."""
+    return values[m.group(1) or m.group(2)]
+
+
 class GlibcSearch:
     """G4-G8 for `Process`: where glibc's loader looks for a name, in order.
 
@@ -42,6 +48,24 @@ class GlibcSearch:
     supported: tuple[str, ...] | None
     platform: str
     _cache: tuple[ldcache.LdCache | None, list[str] | None] | None
+
+    if TYPE_CHECKING:
+        # provided by `Process`
+        def origin_of(self, o: MappedObject) -> str: ...
+
+        def _try(self, path: str, name: str, req: MappedObject, kind: str, label: str, search: SearchLog,
+                 direct: bool = False) -> MappedObject | None: ...
+
+        # provided by `CpuVariants`
+        def _subdirs(self) -> list[str]: ...
+
+        def _hwcaps_variants(self, base: str, name: str, primary: MappedObject, req: MappedObject) -> None: ...
+
+        def _platform_variants(self, hit: MappedObject | None, alts: list[tuple[str, str]], name: str,
+                               req: MappedObject) -> MappedObject | None: ...
+
+        def _variant(self, path: str, primary: MappedObject | None, name: str, req: MappedObject,
+                     via: str) -> MappedObject | None: ...
 
     def _search_glibc(self, name: str, req: MappedObject, kind: str, search: SearchLog) -> MappedObject | None:
         main = self.main
@@ -150,7 +174,7 @@ class GlibcSearch:
         out = []
         for plat in platforms:
             values = {"ORIGIN": self.origin_of(owner), "LIB": self.profile.lib, "PLATFORM": plat}
-            out.append(_DST_RE.sub(lambda m, v=values: v[m.group(1) or m.group(2)], text))
+            out.append(_DST_RE.sub(functools.partial(_dst_value, values), text))
         if "PLATFORM" not in text:
             out = out[:1]
         return out

@@ -155,8 +155,8 @@ class Sysroot:
                 seen, self.probed = self.probed, outer
             self._dirs[head or "/"] = memo = (parent, tuple(seen))
             _SHARED_DIRS[(self.memo_key, head or "/")] = (parent, memo[1], self._signatures(memo[1]))
-        parent, seen = memo
-        self.probed.update(seen)
+        parent, parent_probed = memo
+        self.probed.update(parent_probed)
         if parent.realpath is None:
             return Lookup(path, None, None, parent.links, parent.dotdot_dirs, parent.error)
         if parent.st is not None and not stat.S_ISDIR(parent.st.st_mode):

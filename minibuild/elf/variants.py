@@ -15,9 +15,11 @@ from minibuild.elf.linkmap import MappedObject
 from minibuild.elf.profile import legacy_subdirs
 
 if TYPE_CHECKING:
+    from minibuild.elf.linkmap import SearchLog
+    from minibuild.elf.parse import ElfInfo
     from minibuild.elf.profile import Arch, LoaderProfile
     from minibuild.elf.resolver import Resolver
-    from minibuild.elf.sysroot import Sysroot
+    from minibuild.elf.sysroot import Lookup, Sysroot
 
 
 class CpuVariants:
@@ -31,6 +33,11 @@ class CpuVariants:
     supported: tuple[str, ...] | None
     platform: str
     _subdir_list: list[str] | None
+
+    if TYPE_CHECKING:
+        # provided by `Process`
+        def _verify(self, path: str, look: Lookup, name: str, req: MappedObject, quiet: bool = False,
+                    search: SearchLog | None = None, direct: bool = False) -> ElfInfo | None: ...
 
     def _subdirs(self) -> list[str]:
         """G8: the subdirectories tried in every search directory before the directory itself."""
