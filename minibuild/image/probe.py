@@ -200,7 +200,7 @@ def user_ids(user: str, rootfs: str) -> tuple[int, int] | None:
     if name in ("", "root", "0") and group in ("", "root", "0"):
         return None
 
-    def look(db: str, key: str) -> tuple[int, int] | None:
+    def look(db: str, key: str) -> tuple[int, int]:
         if key.isdigit():
             return int(key), int(key)
         try:

@@ -141,6 +141,7 @@ def plan_gconv(plan: RuntimePlan, fs: Sysroot, *, want: bool | tuple[str, ...] |
     if want is False:
         return
     explicit = isinstance(want, tuple)
+    named: tuple[str, ...] = want if isinstance(want, tuple) else ()  # the charsets `gconv` lists
     if libc_realpath is None:
         if want is not None:
             raise InputError("`gconv`: the closure has no glibc `libc.so.6`; gconv modules are glibc's",
@@ -153,7 +154,7 @@ def plan_gconv(plan: RuntimePlan, fs: Sysroot, *, want: bool | tuple[str, ...] |
         return
     wanted: dict[str, str] = {}
     if explicit:
-        for name in want:
+        for name in named:
             if not normalize(name):
                 raise InputError(f"`gconv`: `{name}` is not a charset name such as `UTF-16`")
             wanted.setdefault(name, f"gconv module for {name}")
@@ -177,7 +178,7 @@ def plan_gconv(plan: RuntimePlan, fs: Sysroot, *, want: bool | tuple[str, ...] |
         found = config.lookup(name)
         if found is None:
             message = f"`gconv`: no module of `{directory}` in sysroot `{fs.root}` converts `{name}`"
-            if explicit and name in want:
+            if explicit and name in named:
                 close = difflib.get_close_matches(normalize(name), config.names() + sorted(BUILTIN), n=3)
                 raise InputError(message, hint=f"did you mean {', '.join(f'`{c}`' for c in close)}?" if close
                                  else "`iconv -l` lists the names glibc knows")
@@ -188,7 +189,7 @@ def plan_gconv(plan: RuntimePlan, fs: Sysroot, *, want: bool | tuple[str, ...] |
             if copy_path(fs, module, why, plan) is None:
                 message = f"`gconv`: `{module}` (for `{charset}`) is named by {modules[module]} but is not in " \
                           f"sysroot `{fs.root}`"
-                if explicit and name in want:
+                if explicit and name in named:
                     raise InputError(message)
                 plan.warnings.append(message)
         confs |= files

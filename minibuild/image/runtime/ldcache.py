@@ -51,7 +51,11 @@ def write_cache(entries: list[tuple[str, str]], architecture: str | None) -> byt
     """The cache for (soname, in-image path) pairs; one entry per pair, sorted as glibc expects."""
     flags = FLAG_ELF_LIBC6 | ABI_FLAGS.get(architecture or "amd64", 0x0300)
     unique = sorted(set(entries), key=lambda e: e[1])
-    ordered = sorted(unique, key=functools.cmp_to_key(lambda x, y: libcmp(y[0], x[0])))
+
+    def soname_descending(x: tuple[str, str], y: tuple[str, str]) -> int:
+        return libcmp(y[0], x[0])
+
+    ordered = sorted(unique, key=functools.cmp_to_key(soname_descending))
     strings = bytearray()
     offsets: dict[str, int] = {}
     header = 48

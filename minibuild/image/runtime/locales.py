@@ -67,7 +67,7 @@ def candidates(name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def ctype_codeset(data: bytes | memoryview, offset: int = 0) -> str | None:
+def ctype_codeset(data: bytes | memoryview | mmap.mmap, offset: int = 0) -> str | None:
     """The CODESET of an LC_CTYPE file (or record of the archive) starting at `offset`, or None if unreadable."""
     try:
         magic, count = struct.unpack_from("<II", data, offset)
@@ -147,7 +147,7 @@ def plan_locales(plan: RuntimePlan, fs: Sysroot, *, want: bool | tuple[str, ...]
                     codesets.setdefault(codeset, f"charset of locale {name}")
         copy_path(fs, ALIASES, "locale aliases (locales = true)", plan)
         return codesets
-    if explicit:
+    if isinstance(want, tuple):  # explicit
         names = list(dict.fromkeys(want))
         for name in names:
             if not name or "/" in name or name.startswith("."):

@@ -84,13 +84,14 @@ def _read_dynsym(f: BinaryIO) -> frozenset[str] | None:
 def _read_with_pyelftools(host_path: str) -> frozenset[str]:
     """Stripped section headers: the symbol table PT_DYNAMIC points at, through pyelftools."""
     from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSegment
     from elftools.elf.elffile import ELFFile
 
     try:
         with open(host_path, "rb") as f:
             elf = ELFFile(f)
             table = next((seg for seg in elf.iter_segments() if seg["p_type"] == "PT_DYNAMIC"), None)
-            if table is None:
+            if not isinstance(table, DynamicSegment):  # none (pyelftools makes every PT_DYNAMIC one)
                 return frozenset()
             return frozenset(sym.name for sym in table.iter_symbols()
                              if sym.name and sym["st_shndx"] == "SHN_UNDEF")
