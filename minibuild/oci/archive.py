@@ -83,7 +83,7 @@ def _add_blob(tar: tarfile.TarFile, name: str, layer: Layer, path: str, epoch: i
                 f"layer blob `{path}` has {size} bytes but its descriptor says {layer.descriptor.size}"
             )
         try:
-            tar.addfile(_info(name, size, epoch), SourceReader(f, path, "layer blob"))  # type: ignore[arg-type]
+            tar.addfile(_info(name, size, epoch), SourceReader(f, path, "layer blob"))
         except OSError as exc:
             raise BuildError(f"layer blob `{path}` shrank while it was being read ({exc})") from exc
 
@@ -142,7 +142,7 @@ def write_docker_archive(
         files.setdefault(blob_relpath(layer.descriptor.digest), (layer, path))
 
     with atomic_file(dest_tar) as out:
-        tar = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8")  # type: ignore[call-overload]
+        tar = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8")
         tar.addfile(_info("blobs", None, epoch))
         tar.addfile(_info("blobs/sha256", None, epoch))
         for name in sorted(files):

@@ -10,6 +10,7 @@ import ctypes
 import errno
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -430,6 +431,11 @@ class _Tee:
         data = self._f.read(n)
         self._h.update(data)
         return data
+
+    def seek(self, offset: int, /) -> int:
+        # GzipFile's reader type asks for it, but only a rewind calls it, and a read front to back never
+        # rewinds; the running hash could not follow one anyway.
+        raise io.UnsupportedOperation("a hashing reader cannot seek")
 
 
 def read_layout(path: str, *, verify_layers: bool = False) -> Layout:
