@@ -130,7 +130,7 @@ def _finish(workspace: Workspace, cache: Cache, ct: AnalysedTarget, results: dic
             if not _up_to_date(path, cache.blob_path(blob.digest), blob.executable):
                 cache.materialize(blob.digest, path, blob.executable)
             result.outputs[name] = os.path.join(rel, name)
-        built = BuiltTarget(ct.label, workspace.state_dir, dest, rel, outputs, cache)
+        built = BuiltTarget(ct.label, str(workspace.state_dir), dest, rel, outputs, cache)
         for provider in ct.providers:
             if isinstance(provider, AfterBuild):
                 result.summary = provider.after_build(built) or result.summary

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from minibuild.actions import Action, Artifact, action_key, explain
 from minibuild.cache import Blob, Cache
@@ -58,7 +58,8 @@ class ActionRun(Generic[P]):
                  cache: Cache, stat_cache: StatCache) -> None:
         self.action = action
         # An action read back from the analysis cache carries its params object too (pickled with it).
-        self.params = action.value if action.value is not None else action.params_dict()
+        # It is the object the rule gave for this function, so of the function's P: unchecked here.
+        self.params = cast(P, action.value if action.value is not None else action.params_dict())
         self.inputs = inputs
         self.outputs = outputs
         self.root = root
@@ -286,7 +287,7 @@ class Executor:
         started = time.monotonic()
         with self.cache.workdir() as work:
             outputs = {o.name: os.path.join(work, o.name) for o in action.outputs}
-            run = ActionRun(action, paths, outputs, self.root, self.cache, self.stat_cache)
+            run: ActionRun[Any] = ActionRun(action, paths, outputs, self.root, self.cache, self.stat_cache)
             try:
                 _resolve_function(action.function)(run)
             except MinibuildError:
@@ -302,16 +303,17 @@ class Executor:
                 stored[name] = Blob(blob.digest, blob.size, executable)
             discovered = {p: self.stat_cache.fingerprint(p) for p in sorted(run.discovered)}
             self._fingerprints.update(discovered)
+        blobs = sorted(set(run.extra_blobs))
         entry = {
             "outputs": {k: {"digest": b.digest, "size": b.size, "executable": b.executable}
                         for k, b in stored.items()},
-            "blobs": sorted(set(run.extra_blobs)),
+            "blobs": blobs,
             "discovered": discovered,
             "warnings": run.warnings,
         }
         self.cache.put_action(key, entry)
         self.cache.put_last_manifest(action.id, manifest)
         result = ActionResult(action, key, stored, cached=False, seconds=time.monotonic() - started,
-                              reason=reason, blobs=entry["blobs"], warnings=run.warnings)
+                              reason=reason, blobs=blobs, warnings=run.warnings)
         self.on_event(Event("done", action, result))
         return result

@@ -67,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         for t in images:
+            summary = t.summary
+            assert summary is not None  # `images` holds the targets with a summary
             if not args.quiet:
-                ui.image_report(str(t.label), t.summary, t.rebuilt)
+                ui.image_report(str(t.label), summary, t.rebuilt)
             if str(t.label) in loaded:
-                ui.info(f"  docker {loaded[str(t.label)]} as {t.summary['tag']}")
+                ui.info(f"  docker {loaded[str(t.label)]} as {summary['tag']}")
         ui.summary(len(result.targets), result.run, result.cached, time.monotonic() - started)
     return 0

@@ -25,7 +25,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from minibuild.build import analyse, build, open_cache
@@ -115,7 +115,8 @@ def _run_tests(api: Any, tests: Sequence[tuple[str, Any]], images: dict[str, Any
         pending = []
         for label, info in tests:
             image_id = images[info.image_label].summary["config_digest"]
-            futures = [pool.submit(_run_command, api, image_id, i, c) for i, c in enumerate(info.commands)]
+            futures: list[Future[CheckResult | list[CheckResult]]] = [
+                pool.submit(_run_command, api, image_id, i, c) for i, c in enumerate(info.commands)]
             if info.files:
                 futures.append(pool.submit(_check_files, api, image_id, info.files))
             if info.metadata is not None:
@@ -310,9 +311,9 @@ def _check_metadata(api: Any, image_id: str, check: Any) -> list[CheckResult]:
                 json.dumps(actual) + ("" if actual == list(expected) else f", expected {json.dumps(list(expected))}"))
     for field, key, expected in (("user", "User", check.user), ("workdir", "WorkingDir", check.workdir)):
         if expected is not None:
-            actual = config.get(key) or ""
-            add(field, actual == expected,
-                json.dumps(actual) + ("" if actual == expected else f", expected {json.dumps(expected)}"))
+            actual_text = config.get(key) or ""
+            add(field, actual_text == expected,
+                json.dumps(actual_text) + ("" if actual_text == expected else f", expected {json.dumps(expected)}"))
     for field, actual_map, expected in (("env", env, check.env), ("labels", labels, check.labels)):
         if expected is not None:
             wrong = [f"`{k}` is {'unset' if k not in actual_map else f'`{actual_map[k]}`'}, expected `{v}`"
