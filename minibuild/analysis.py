@@ -58,6 +58,7 @@ class Analysis:
     def __init__(self, workspace: Workspace, registry: RuleRegistry | None = None) -> None:
         self.workspace = workspace
         self.registry = registry or make_registry(workspace)
+        workspace.use_macros(self.registry)  # macro tables become their targets as packages are loaded
         self.configured: dict[Label, ConfiguredTarget] = {}
         self.epoch = source_date_epoch()
 

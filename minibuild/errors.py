@@ -17,13 +17,16 @@ class Origin:
     line: int | None = None
     label: str | None = None
     attribute: str | None = None
+    macro: str | None = None  # the macro table the input comes from: "`[[program_images]]` table `tools`"
 
     def __str__(self) -> str:
         parts = []
         if self.file:
             parts.append(f"{self.file}:{self.line}" if self.line else self.file)
         if self.label:
-            parts.append(f"target `{self.label}`")
+            parts.append(f"target `{self.label}`" + (f" (made by {self.macro})" if self.macro else ""))
+        elif self.macro:
+            parts.append(self.macro)
         if self.attribute:
             parts.append(f"attribute `{self.attribute}`")
         return ", ".join(parts)

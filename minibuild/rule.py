@@ -1,6 +1,7 @@
 """The rule API, in the style of Bazel's Starlark:
 
     image = rule(implementation=_image_impl, attrs=ImageAttrs, doc="...")
+    program_images = macro(implementation=_program_images, attrs=ProgramImagesAttrs, doc="...")
 
 An implementation receives a `RuleContext` (label, validated attrs, the providers of its
 dependencies) and returns providers. It declares outputs and registers actions through
@@ -45,7 +46,13 @@ LabelAttr = Annotated[str, AfterValidator(_require_dep)]
 
 
 class Attrs(BaseModel):
-    """Base of every rule's attribute model: frozen, unknown keys refused."""
+    """Base of every rule's attribute model: frozen, unknown keys refused.
+
+    An attribute is documented by the string literal under it (a docstring, as pydantic's
+    `use_attribute_docstrings` reads them); `minibuild rules` and the README's tables show it. They are read from
+    the source only when asked for (`minibuild.rule_doc`), not when the class is made: that would cost every
+    analysis about 25 ms for the built-in rules.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -66,6 +73,55 @@ def rule(*, implementation: Callable[[RuleContext[A]], Sequence[Any]], attrs: ty
     return Rule(implementation=implementation, attrs=attrs, doc=doc)
 
 
+
+
+@dataclass(frozen=True)
+class Macro(Generic[A]):
+    """A function that expands one table of a BUILD file into several targets, when its package is loaded (as
+    Bazel's symbolic macros and Pants' target generators do). See `minibuild.macros`."""
+
+    implementation: Callable[[MacroContext[A]], None]
+    attrs: type[A]
+    doc: str = ""
+    name: str = ""
+
+
+def macro(*, implementation: Callable[[MacroContext[A]], None], attrs: type[A], doc: str = "") -> Macro[A]:
+    """Declare a macro. Its name is the module-level variable it is assigned to (for a plugin: its entry point's
+    name). Its table is validated against `attrs` like a rule's; `implementation` declares the targets."""
+    return Macro(implementation=implementation, attrs=attrs, doc=doc)
+
+
+@dataclass(frozen=True)
+class DeclaredTarget:
+    """A target a macro declared: its rule kind, full name and attributes as a BUILD table would give them."""
+
+    kind: str
+    name: str
+    attrs: Mapping[str, Any]
+
+
+@dataclass
+class MacroContext(Generic[A]):
+    """What a macro implementation receives: its table's name, package and validated attrs."""
+
+    name: str
+    package: str
+    attrs: A
+    table_origin: Callable[[str | None], Origin]
+    declared: list[DeclaredTarget] = field(default_factory=list)
+
+    def target(self, kind: str, suffix: str = "", /, **attrs: Any) -> str:
+        """Declare a target of rule `kind` named `<table name>_<suffix>` (the table's own name when `suffix` is
+        empty), with `attrs` as its table would have them. Returns its label in the package (`:tools_bash`),
+        for attributes of other targets."""
+        name = f"{self.name}_{suffix}" if suffix else self.name
+        self.declared.append(DeclaredTarget(kind, name, dict(attrs)))
+        return ":" + name
+
+    def fail(self, message: str, attribute: str | None = None, hint: str | None = None) -> InputError:
+        """An error pointing at the table (and at the line of `attribute`, if given)."""
+        return InputError(message, origin=self.table_origin(attribute), hint=hint)
 
 
 def deps_of(value: Any, path: str = "") -> Iterator[tuple[str, Dep]]:

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from minibuild.errors import InputError, Origin
 
@@ -31,8 +31,20 @@ _SKIP_DIRS = {".git", ".hg", ".svn", STATE_DIR, ".venv", "node_modules", "__pyca
 
 
 @dataclass(frozen=True)
+class Generator:
+    """The macro table a target was made from: the macro's name and the table's `name`."""
+
+    macro: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"`[[{self.macro}]]` table `{self.name}`"
+
+
+@dataclass(frozen=True)
 class Target:
-    """A target as declared: its label, rule name, raw attributes and where it was written."""
+    """A target as declared: its label, rule name, raw attributes and where it was written (for a target a macro
+    made, the file and line of its table, and `generator`)."""
 
     label: Label
     rule: str
@@ -40,11 +52,21 @@ class Target:
     file: str = ""
     line: int = 0
     key_lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+    generator: Generator | None = None
 
     def origin(self, attribute: str | None = None) -> Origin:
         top = attribute.split(".")[0].split("[")[0] if attribute else None
         line = self.key_lines.get(top, self.line) if top else self.line
-        return Origin(file=self.file, line=line, label=str(self.label), attribute=attribute)
+        return Origin(file=self.file, line=line, label=str(self.label), attribute=attribute,
+                      macro=str(self.generator) if self.generator else None)
+
+
+class MacroExpander(Protocol):
+    """What expands macro tables when a package is loaded (the rule registry, once analysis has loaded it)."""
+
+    def is_macro(self, kind: str) -> bool: ...
+
+    def expand(self, table: Target) -> list[Target]: ...
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -165,7 +187,15 @@ class Workspace:
             raise InputError(f"`{root}` holds no `{WORKSPACE_FILE}`", hint="create one with `minibuild init`")
         self.state_dir = root / STATE_DIR
         self._packages: dict[str, dict[str, Target]] = {}
+        self._macro_tables: dict[str, dict[str, Target]] = {}  # package -> macro tables by name
         self._config: WorkspaceConfig | None = None
+        self.macros: MacroExpander | None = None
+
+    def use_macros(self, macros: MacroExpander) -> None:
+        """Expand macro tables with `macros` from now on (packages loaded before are loaded again)."""
+        self.macros = macros
+        self._packages.clear()
+        self._macro_tables.clear()
 
     @property
     def config(self) -> WorkspaceConfig:
@@ -232,7 +262,8 @@ class Workspace:
         return sorted(found)
 
     def load_package(self, package: str) -> dict[str, Target]:
-        """The targets of one package, by name. Raises InputError when it has no BUILD.toml."""
+        """The targets of one package, by name (those its macro tables make included). Raises InputError when it
+        has no BUILD.toml."""
         if package in self._packages:
             return self._packages[package]
         path = (self.root / package / BUILD_FILE) if package else self.root / BUILD_FILE
@@ -241,10 +272,39 @@ class Workspace:
                 f"no package `//{package}`: `{_rel(path, self.root)}` does not exist",
                 hint=self._near_packages(package),
             )
-        raw = parse_toml(path, self.root)
         rel = _rel(path, self.root)
-        lines = _key_lines(path.read_text(encoding="utf-8"))
+        tables: dict[str, Target] = {}
         targets: dict[str, Target] = {}
+        macro_tables: dict[str, Target] = {}
+        for table in self._tables(package, path, rel):
+            name = table.label.name
+            if name in tables:
+                raise InputError(
+                    f"duplicate target name `{name}` in `{rel}`",
+                    origin=Origin(file=rel, line=table.line or None, label=str(table.label)),
+                    hint=f"first declared at {Origin(file=rel, line=tables[name].line or None)}; target "
+                    "names must be unique in a package",
+                )
+            tables[name] = table
+            made = [table]
+            if self.macros is not None and self.macros.is_macro(table.rule):
+                macro_tables[name] = table
+                made = self.macros.expand(table)
+            for target in made:
+                first = targets.get(target.label.name)
+                if first is not None:
+                    raise InputError(f"duplicate target name `{target.label.name}` in `{rel}`", origin=target.origin(),
+                                     hint=f"first declared at {first.origin()}; target names must be unique in a "
+                                     "package, those macros make included")
+                targets[target.label.name] = target
+        self._packages[package] = targets
+        self._macro_tables[package] = macro_tables
+        return targets
+
+    def _tables(self, package: str, path: Path, rel: str) -> Iterator[Target]:
+        """Each `[[rule]]` table of a BUILD file, as written, in order."""
+        raw = parse_toml(path, self.root)
+        lines = _key_lines(path.read_text(encoding="utf-8"))
         for rule_name, value in raw.items():
             tables = value if isinstance(value, list) and all(isinstance(t, dict) for t in value) else None
             if tables is None:
@@ -264,31 +324,27 @@ class Workspace:
                         origin=Origin(file=rel, line=key_lines.get("name", line), attribute="name"),
                         hint='add `name = "..."` to the table',
                     )
-                label = Label(package, name)
                 try:
                     Label.parse(f"//{package}:{name}")
                 except InputError as exc:
                     raise InputError(exc.message, origin=Origin(file=rel, line=line, attribute="name"),
                                      hint=exc.hint) from None
-                if name in targets:
-                    raise InputError(
-                        f"duplicate target name `{name}` in `{rel}`",
-                        origin=Origin(file=rel, line=line, label=str(label)),
-                        hint=f"first declared at {Origin(file=rel, line=targets[name].line or None)}; target "
-                        "names must be unique in a package",
-                    )
                 body = {k: v for k, v in attrs.items() if k != "name"}
-                targets[name] = Target(label, rule_name, body, rel, line or 0, key_lines)
-        self._packages[package] = targets
-        return targets
+                yield Target(Label(package, name), rule_name, body, rel, line or 0, key_lines)
 
     def target(self, label: Label) -> Target:
         targets = self.load_package(label.package)
         if label.name not in targets:
-            close = difflib.get_close_matches(label.name, list(targets), n=3)
-            hint = (f"did you mean {', '.join(f'`{Label(label.package, c)}`' for c in close)}?" if close
-                    else f"targets in `//{label.package}`: "
-                    + (", ".join(f"`:{n}`" for n in sorted(targets)) or "none"))
+            table = self._macro_tables.get(label.package, {}).get(label.name)
+            made = sorted(n for n, t in targets.items() if t.generator and t.generator.name == label.name)
+            if table is not None:
+                hint = (f"`{label.name}` names a `[[{table.rule}]]` table (a macro), not a target; the targets it "
+                        "makes: " + (", ".join(f"`:{n}`" for n in made) or "none"))
+            else:
+                close = difflib.get_close_matches(label.name, list(targets), n=3)
+                hint = (f"did you mean {', '.join(f'`{Label(label.package, c)}`' for c in close)}?" if close
+                        else f"targets in `//{label.package}`: "
+                        + (", ".join(f"`:{n}`" for n in sorted(targets)) or "none"))
             raise InputError(f"no target `{label}`", hint=hint)
         return targets[label.name]
 

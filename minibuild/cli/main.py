@@ -22,6 +22,7 @@ COMMANDS = {
     "graph": "show the target graph of the workspace or of some targets",
     "query": "list targets (`targets //...`), what a target depends on (`deps //x`) "
              "or what depends on it (`rdeps //x`)",
+    "rules": "list the rule kinds and macros BUILD files can use: where each comes from, its doc and attributes",
     "why": "show why a file is in an image: binary -> DT_NEEDED -> ... -> file, or the attribute that added it",
     "closure": "show the ELF closure (interpreter, libraries, symlinks) of programs, without running them",
     "push": "build an image target and push it to a registry (`minibuild push //images:bash --to host:5000/bash:1`)",

@@ -1,0 +1,1 @@
+"""minibuild-hello: an example minibuild plugin (the `hello` rule, the `hellos` macro)."""
