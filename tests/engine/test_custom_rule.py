@@ -25,7 +25,7 @@ def example(tmp_path):
 
 
 def _build(cli, root, *labels: str, load: bool = False) -> dict:
-    r = cli("build", *(labels or ("//...",)), "--json", *(() if load else ("--no-load",)), cwd=root)
+    r = cli("build", *(labels or ("//site/...",)), "--json", *(() if load else ("--no-load",)), cwd=root)
     assert r.returncode == 0, r.stderr
     return r.json()
 
@@ -115,7 +115,7 @@ def test_two_rule_files_with_colliding_module_names(workspace, cli):
     workspace.write("tools/a_b.py", RULE_FILE.format(word="one"))
     workspace.write("tools_a/b.py", RULE_FILE.format(word="two"))
     workspace.write("p/BUILD.toml", '[[one]]\nname = "x"\n\n[[two]]\nname = "y"\n')
-    _build(cli, workspace.root)
+    _build(cli, workspace.root, "//...")
     assert (out_dir(workspace.root, "//p:x") / "out").read_text() == "one\n"
     assert (out_dir(workspace.root, "//p:y") / "out").read_text() == "two\n"
 

@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     actions = {str(ct.label): [a.id for a in ct.actions] for ct in configured} if args.actions else {}
     if args.format == "json":
         json.dump({"targets": [{"label": k, "rule": v.target.rule, "deps": edges[k],
-                                **({"actions": actions[k]} if args.actions else {})}
+                                **({"actions": actions[k]} if args.actions else {}),
+                                **({"generator": {"macro": g.macro, "name": g.name}}
+                                   if (g := v.target.generator) else {})}
                                for k, v in sorted(nodes.items())]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.format == "dot":

@@ -1,16 +1,27 @@
-"""`minibuild query`: targets, dependencies and reverse dependencies, one label per line on stdout."""
+"""`minibuild query`: targets, dependencies and reverse dependencies, one label per line on stdout.
+
+`--output json` gives one object per target instead: its label, rule, the file and line it was declared at, and
+`generator`, the macro table it was made from (`{"macro": "program_images", "name": "tools"}`) or null.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from minibuild.workspace import Target
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=("targets", "deps", "rdeps"))
     p.add_argument("patterns", nargs="+", metavar="LABEL")
     p.add_argument("--universe", default="//...", help="where `rdeps` looks for dependents (default: //...)")
+    p.add_argument("--output", choices=("label", "json"), default="label",
+                   help="`json`: label, rule, file, line and the macro table (`generator`) of each target")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,5 +48,15 @@ def run(args: argparse.Namespace) -> int:
                 if d not in found:
                     found.add(d)
                     todo.append(d)
-    sys.stdout.write("".join(f"{label}\n" for label in sorted(found)))
+    if args.output == "json":
+        json.dump([_target_json(workspace.target(label)) for label in sorted(found)], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write("".join(f"{label}\n" for label in sorted(found)))
     return 0
+
+
+def _target_json(target: Target) -> dict[str, object]:
+    g = target.generator
+    return {"label": str(target.label), "rule": target.rule, "file": target.file, "line": target.line or None,
+            "generator": {"macro": g.macro, "name": g.name} if g else None}

@@ -18,8 +18,11 @@ from minibuild_rules.providers import DefaultInfo
 
 class TextFileAttrs(Attrs):
     out: str
+    """The name of the file written."""
     lines: list[str]
+    """Its lines, each ended by a newline."""
     upper: bool = False
+    """Write them in capitals."""
 
 
 def write_text(run) -> None:
