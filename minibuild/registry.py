@@ -123,7 +123,8 @@ class RuleRegistry:
 
     def kinds(self) -> dict[str, Rule | Macro]:
         """Every rule and macro, by name, sorted."""
-        return dict(sorted({**self.rules, **self.macros}.items()))
+        kinds: dict[str, Rule | Macro] = {**self.rules, **self.macros}
+        return dict(sorted(kinds.items()))
 
     def add(self, name: str, value: Rule | Macro, source: RuleSource) -> None:
         if name in self.sources and self.sources[name] != source:
