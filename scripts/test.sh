@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command for minibuild (CI runs it through .ci/run).
 #
-#   bash scripts/test.sh [PYTEST ARGS...]   set up everything, then ruff + pytest
+#   bash scripts/test.sh [PYTEST ARGS...]   set up everything, then ruff + mypy + pytest
 #   bash scripts/test.sh --setup-only       set up (packages, venv, services) and stop there
 #   bash scripts/test.sh --stop-services    stop the dockerd/registries this script started
 #
@@ -369,6 +369,14 @@ phase ruff
 lint_paths=()
 for p in minibuild rules tests benchmarks; do [[ -e "$p" ]] && lint_paths+=("$p"); done
 ruff check "${lint_paths[@]}" || die "ruff check failed"
+
+phase mypy
+# mypy.ini says what to check; a venv set up before mypy was a test dependency gets it here.
+if [[ ! -x "$VENV/bin/mypy" ]]; then
+    log "mypy is not in $VENV; pip install mypy"
+    retry 2 "$VENV/bin/python" -m pip install -q --disable-pip-version-check mypy || die "pip install mypy failed"
+fi
+mypy || die "mypy found type errors"
 
 phase pytest
 set +e
