@@ -22,21 +22,24 @@ from typing import Any
 
 from minibuild.actions import Action
 from minibuild.digest import StatCache
+from minibuild.errors import Origin
 from minibuild.label import Label, Pattern, parse_pattern
 from minibuild.workspace import BUILD_FILE, WORKSPACE_FILE, Workspace
 
-_SCHEMA = 2
+_SCHEMA = 3
 _GROUP = "[minibuild.rules]"  # the entry-point group of rules (minibuild.registry.ENTRY_POINT_GROUP)
 
 
 @dataclass(frozen=True)
 class AnalysedTarget:
-    """What the execution phase needs of a target: its rule kind, actions and providers."""
+    """What the execution phase needs of a target: its rule kind, actions and providers (and, for a target a
+    macro made, where its table is, for the errors of its actions)."""
 
     label: Label
     rule: str
     actions: tuple[Action, ...]
     providers: tuple[Any, ...]
+    origin: Origin | None = None
 
 
 def _rule_distributions() -> list[tuple[str, str]]:

@@ -73,7 +73,8 @@ def analyse(workspace: Workspace, patterns: Sequence[str], package: str | None,
 
     analysis = Analysis(workspace)
     labels = analysis.expand(patterns, package)
-    configured = [AnalysedTarget(ct.label, ct.target.rule, tuple(ct.actions), tuple(ct.providers))
+    configured = [AnalysedTarget(ct.label, ct.target.rule, tuple(ct.actions), tuple(ct.providers),
+                                 ct.target.origin() if ct.target.generator else None)
                   for ct in analysis.analyse(labels)]
     analysis_cache.save(workspace, patterns, package, stat_cache, labels, configured, analysis.registry.user_modules)
     return labels, configured
@@ -102,6 +103,10 @@ def build(
     targets = [_finish(workspace, cache, ct, results) for ct in complete]
     if failures:
         # With --keep-going what did build is in .minibuild/out (above); then every failure is reported.
+        made = {ct.label: ct.origin for ct in configured if ct.origin}
+        for a, e in failures:  # an action of a target a macro made: say which table made it
+            if isinstance(e, MinibuildError) and e.origin is None and a.owner in made:
+                e.origin = made[a.owner]
         raise BuildFailed([(a.owner, e) for a, e in failures])
     warnings = sorted({f"{r.action.owner}: {w}" for r in results.values() for w in r.warnings}) + executor.warnings
     return BuildResult(

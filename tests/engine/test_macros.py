@@ -120,6 +120,14 @@ def test_an_error_in_a_made_target_names_its_table(ws, cli):
             "attribute `binaries`") in err
 
 
+def test_a_failed_action_of_a_made_target_names_its_table(ws, cli):
+    ws.write("p/BUILD.toml", '\n[[program_images]]\nname = "t"\nprograms = ["/no/such/program"]\n')
+    r = cli("build", "//...", "--no-load", cwd=ws.root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "cannot build `//p:t_program`" in r.stderr and "/no/such/program" in r.stderr
+    assert "--> p/BUILD.toml:2, target `//p:t_program` (made by `[[program_images]]` table `t`)" in r.stderr
+
+
 def test_a_macro_fails_with_the_line_of_an_attribute(ws, cli):
     ws.write("p/BUILD.toml", '[[program_images]]\nname = "t"\nargs = []\nprograms = ["/bin/env", "/usr/bin/env"]\n')
     err = failure(cli, ws.root)
