@@ -15,6 +15,7 @@ from typing import Any
 from minibuild.actions import Action
 from minibuild.errors import InputError
 from minibuild.label import Label, parse_pattern
+from minibuild.portable import portable_path
 from minibuild.registry import RuleRegistry
 from minibuild.rule import Actions, Attrs, Rule, RuleContext, deps_of
 from minibuild.workspace import Target, Workspace
@@ -144,6 +145,7 @@ class Analysis:
     def analyse(self, roots: Sequence[Label]) -> list[ConfiguredTarget]:
         """Run the rule implementations of `roots` and everything they depend on."""
         ordered = self.order(roots)
+        root = str(self.workspace.root)
         for ct in ordered:
             if ct.providers:
                 continue
@@ -155,8 +157,9 @@ class Analysis:
                 target_origin=ct.target.origin,
                 deps=deps,
                 actions=actions,
-                sysroot=self.workspace.sysroot(),
-                platforms={p: self.workspace.sysroot(p) for p in self.workspace.config.platforms},
+                # Relative to the workspace root when inside it: params hold it, and keys must not name a checkout.
+                sysroot=portable_path(self.workspace.sysroot(), root),
+                platforms={p: portable_path(self.workspace.sysroot(p), root) for p in self.workspace.config.platforms},
                 package_dir=ct.label.package,
                 epoch=self.epoch,
             )

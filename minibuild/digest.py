@@ -75,9 +75,13 @@ class StatCache:
         if stat.S_ISLNK(st.st_mode):
             return "link:" + os.readlink(path)
         if stat.S_ISDIR(st.st_mode):
-            # A directory's mtime changes when an entry is added, removed or renamed: an action that
-            # listed it (a tree, a glob) runs again then.
-            return f"dir:{st.st_mtime_ns}"
+            # By its listing, not its mtime: an action that listed it (a tree, a glob) runs again when an
+            # entry is added, removed or renamed, and the fingerprint is the same on every machine.
+            try:
+                names = sorted(os.listdir(path))
+            except OSError:
+                return f"dir:unreadable:{stat.S_IMODE(st.st_mode):o}"
+            return "dir:" + hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
         if stat.S_ISREG(st.st_mode):
             return self.digest(path, st) + f":{stat.S_IMODE(st.st_mode):o}"
         return f"special:{st.st_mode:o}"

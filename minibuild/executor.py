@@ -23,6 +23,7 @@ from minibuild.actions import Action, Artifact, action_key, explain
 from minibuild.cache import Blob, Cache
 from minibuild.digest import StatCache
 from minibuild.errors import BuildError, InputError, MinibuildError
+from minibuild.portable import host_path, portable_path
 
 
 @dataclass
@@ -78,8 +79,17 @@ class ActionRun(Generic[P]):
         return self.outputs[artifact.name]
 
     def discover(self, *host_paths: str) -> None:
-        """Record paths this run depended on (present or absent); a change to any re-runs the action."""
-        self.discovered.update(host_paths)
+        """Record paths this run depended on (present or absent); a change to any re-runs the action.
+        Paths inside the workspace are kept relative to its root, so the entry holds in any clone."""
+        self.discovered.update(portable_path(p, self.root) for p in host_paths)
+
+    def host_path(self, path: str) -> str:
+        """A path of the params (relative to the workspace root, or absolute) on this machine."""
+        return host_path(path, self.root)
+
+    def portable_path(self, host: str) -> str:
+        """A host path as an output should record it: relative to the workspace root when inside it."""
+        return portable_path(host, self.root)
 
     def digest(self, host_path: str) -> str:
         return self.stat_cache.digest(host_path)
@@ -220,10 +230,11 @@ class Executor:
             raise InputError(f"cannot read source `{art.path}` of `{action.owner}`: {exc.strerror}") from None
 
     def _fingerprint(self, path: str) -> str:
-        """A discovered input's fingerprint, checked once per build however many actions share it."""
+        """A discovered input's fingerprint (its path as `ActionRun.discover` keeps it), checked once per build
+        however many actions share it."""
         fp = self._fingerprints.get(path)
         if fp is None:
-            fp = self.stat_cache.fingerprint(path)
+            fp = self.stat_cache.fingerprint(host_path(path, self.root))
             self._fingerprints[path] = fp
         return fp
 
@@ -301,7 +312,7 @@ class Executor:
                 executable = bool(os.stat(path).st_mode & 0o111)
                 blob = self.cache.put_file(path)
                 stored[name] = Blob(blob.digest, blob.size, executable)
-            discovered = {p: self.stat_cache.fingerprint(p) for p in sorted(run.discovered)}
+            discovered = {p: self.stat_cache.fingerprint(host_path(p, self.root)) for p in sorted(run.discovered)}
             self._fingerprints.update(discovered)
         blobs = sorted(set(run.extra_blobs))
         entry = {

@@ -95,16 +95,16 @@ def _probe_reports(run: ActionRun[ClosureParams], doc: dict[str, Any], reports: 
     return list(reports.values())
 
 
-def _resolve_with_runtime(p: ClosureParams, options: elf.ResolveOptions, runtime_options: runtime.RuntimeOptions,
-                          fs: Sysroot, found: RuntimePlan) -> tuple[elf.Closure, RuntimePlan,
-                                                                     dict[str, tuple[str, str]]]:
+def _resolve_with_runtime(p: ClosureParams, sysroot: str, options: elf.ResolveOptions,
+                          runtime_options: runtime.RuntimeOptions, fs: Sysroot,
+                          found: RuntimePlan) -> tuple[elf.Closure, RuntimePlan, dict[str, tuple[str, str]]]:
     """The closure of the binaries and of the ELF roots runtime files bring (NSS modules, libgcc_s, extension
     modules), whose closures may bring more runtime files: again until nothing new comes (two rounds in
     practice). Returns the closure, the runtime plan and every extra root with (reason, layer role)."""
     roots = list(p.paths) + sorted(r for r in found.elf_roots if r not in p.paths)
     extra: dict[str, tuple[str, str]] = {path: (reason, "libs") for path, (reason, _) in found.elf_roots.items()}
     for _ in range(8):
-        closure = elf.resolve(roots, p.sysroot, options)
+        closure = elf.resolve(roots, sysroot, options)
         plan = runtime.plan(closure, fs, runtime_options)
         new = sorted(r for r in plan.elf_roots if r not in extra and r not in roots)
         for r in plan.elf_roots:
@@ -147,9 +147,10 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
                       found: RuntimePlan) -> dict[str, Any]:
     """The static closure of the binaries and of what `found` (the probe) added, with runtime files."""
     p = run.params
-    fs = Sysroot(p.sysroot, overlay)
-    closure, plan, extra = _resolve_with_runtime(p, options, runtime_options, fs, found)
-    root = p.sysroot.rstrip("/")
+    sysroot = run.host_path(p.sysroot)
+    fs = Sysroot(sysroot, overlay)
+    closure, plan, extra = _resolve_with_runtime(p, sysroot, options, runtime_options, fs, found)
+    root = sysroot.rstrip("/")
     # Overlay files are declared inputs (their digests are in the key), not discovered ones.
     run.discover(*(root + path for path in closure.probed if path not in overlay))
     run.discover(*(root + path for path in fs.probed if path not in overlay))
@@ -163,8 +164,8 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
         # Stored outputs are read-only in the cache; a program shipped from one is executable in the image.
         mode = 0o755 if e.path in overlay else e.mode
         reason = extra_reason.get(e.path, e.reason) if e.reason == "binary" else e.reason
-        entries.append({"path": e.path, "kind": e.kind, "mode": mode, "target": e.target, "source": e.source,
-                        "digest": digest, "size": e.size, "reason": reason})
+        entries.append({"path": e.path, "kind": e.kind, "mode": mode, "target": e.target,
+                        "source": _portable(run, e.source), "digest": digest, "size": e.size, "reason": reason})
     planned = {e["path"] for e in entries}
     runtime_files = []
     more = [f for f in found.files.values() if f.path not in plan.files]
@@ -173,16 +174,25 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
             continue
         digest = run.digest(f.source) if f.kind == "file" and f.source else None
         runtime_files.append({"path": f.path, "kind": f.kind, "mode": f.mode, "target": f.target,
-                              "source": f.source, "digest": digest, "size": f.size, "reason": f.reason,
+                              "source": _portable(run, f.source), "digest": digest, "size": f.size,
+                              "reason": f.reason,
                               **({"data": f.data.decode()} if f.data is not None else {})})
     objects = [{"path": o.path, "realpath": o.realpath, "names": list(o.names), "loader": o.loader,
                 "needed": [list(n) for n in o.needed], "role": roles[o.path], "soname": o.soname,
                 "interpreter": o.is_interpreter} for o in closure.objects]
     return {
         "roots": list(closure.roots), "entries": entries, "objects": objects, "runtime": runtime_files,
-        "warnings": [*closure.warnings, *plan.warnings, *found.warnings],
+        # Messages name the sysroot as the workspace does, not by this clone's path (they are part of the output).
+        "warnings": [w.replace(f"sysroot `{sysroot}`", f"sysroot `{p.sysroot}`")
+                     for w in (*closure.warnings, *plan.warnings, *found.warnings)],
         "architecture": closure.architecture, "variant": closure.variant,
     }
+
+
+def _portable(run: ActionRun[ClosureParams], source: str | None) -> str | None:
+    """A source as closure.json records it: a file of a sysroot or a stored output inside the workspace by its
+    path relative to the workspace root, so the document (and every key after it) is the same in any clone."""
+    return run.portable_path(source) if source else source
 
 
 def _run_probes(run: ActionRun[ClosureParams], tree: ImageTree) -> list[probe.ProbeResult]:
@@ -198,8 +208,8 @@ def _run_probes(run: ActionRun[ClosureParams], tree: ImageTree) -> list[probe.Pr
         for i, command in enumerate(p.probe.commands):
             log = os.path.join(tmp, str(i), "trace")
             os.mkdir(os.path.dirname(log))
-            results.append(probe.run_probe(list(command), image, p.sysroot, env=dict(p.env), workdir=p.workdir,
-                                           user=p.probe.user, timeout=p.probe.timeout, log=log))
+            results.append(probe.run_probe(list(command), image, run.host_path(p.sysroot), env=dict(p.env),
+                                           workdir=p.workdir, user=p.probe.user, timeout=p.probe.timeout, log=log))
     return results
 
 
@@ -215,11 +225,12 @@ def _probe_round(run: ActionRun[ClosureParams], doc: dict[str, Any], found: Runt
                          f"machine is `{host_architecture()}`", hint="probe the image of the host's platform only")
     files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
               "digest": run.digest(run.input(f.input))} for f in spec.files]
-    tree, _ = build_tree(doc, files, run.inputs, spec.user_name, spec.ld_so_cache)
+    tree, _ = build_tree(doc, files, run.inputs, spec.user_name, spec.ld_so_cache, root=run.root)
     results = _run_probes(run, tree)
     # The image has a path when the tree has it, or has something below it (directories are implied).
     present = set(tree.entries) | {d for path in tree.entries for d in parent_dirs(path)}
-    fs = Sysroot(p.sysroot, overlay)
+    sysroot = run.host_path(p.sysroot)
+    fs = Sysroot(sysroot, overlay)
     before = len(found.files) + len(found.elf_roots)
     for r in results:
         reason = PROBE_REASON + shlex.join(r.command)
@@ -234,6 +245,6 @@ def _probe_round(run: ActionRun[ClosureParams], doc: dict[str, Any], found: Runt
             if real is not None and look.st is not None and stat.S_ISDIR(look.st.st_mode) \
                     and tree.canonical(real) not in present:
                 found.add(TreeEntry(real, "dir", stat.S_IMODE(look.st.st_mode), reason))
-    root = p.sysroot.rstrip("/")
+    root = sysroot.rstrip("/")
     run.discover(*(root + path for path in fs.probed if path not in overlay))
     return len(found.files) + len(found.elf_roots) - before, results

@@ -32,7 +32,7 @@ def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any]) -> tuple[
     p = run.params
     files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
               "digest": run.digest(run.input(f.input))} for f in p.files]
-    tree, groups = build_tree(closure, files, run.inputs, p.user, p.ld_so_cache)
+    tree, groups = build_tree(closure, files, run.inputs, p.user, p.ld_so_cache, root=run.root)
     if not p.allow_secrets:
         _refuse_secrets(tree, run.action.owner)
     if not p.keep_setuid:
