@@ -17,6 +17,8 @@ from minibuild.errors import MinibuildError
 from minibuild.executor import ActionResult, Event, Executor
 from minibuild.hooks import AfterBuild, BuiltTarget
 from minibuild.label import Label
+from minibuild.remote_cache import RemoteCache
+from minibuild.remote_sync import RemoteSync
 from minibuild.workspace import Workspace
 
 
@@ -28,6 +30,7 @@ class TargetResult:
     outputs: dict[str, str] = field(default_factory=dict)  # name -> path under the workspace
     summary: dict[str, Any] | None = None  # what the rule's `after_build` hook said (an image: tag, digest, files)
     reasons: dict[str, str] = field(default_factory=dict)  # action id -> why it ran (--explain)
+    actions: dict[str, int] = field(default_factory=dict)  # "run", "cached" (local), "remote": its actions by fate
 
 
 @dataclass
@@ -37,6 +40,9 @@ class BuildResult:
     cached: int
     results: dict[str, ActionResult]
     warnings: list[str] = field(default_factory=list)
+    remote: int = 0  # of `cached`, fetched from the remote cache
+    bytes_downloaded: int = 0  # from the remote cache
+    bytes_uploaded: int = 0  # to the remote cache
 
 
 class BuildFailed(MinibuildError):
@@ -88,16 +94,22 @@ def build(
     jobs: int,
     keep_going: bool = False,
     on_event: Callable[[Event], None] | None = None,
+    remote: RemoteCache | None = None,
 ) -> BuildResult:
+    """Build `patterns`; with `remote`, actions are looked up in (and uploaded to) that remote cache too."""
     cache, stat_cache = open_cache(workspace)
     labels, configured = analyse(workspace, patterns, package, stat_cache)
     actions = [a for ct in configured for a in ct.actions]
+    sync = RemoteSync(remote, remote.settings, cache) if remote is not None else None
     executor = Executor(str(workspace.root), cache, stat_cache, jobs=jobs, keep_going=keep_going,
-                        on_event=on_event)
+                        on_event=on_event, remote=sync)
+    remote_warnings: list[str] = []
     try:
         results, failures = executor.run(actions)
     finally:
         stat_cache.save()
+        if sync is not None:
+            remote_warnings = sync.finish()  # the uploads end before the build does
     requested = set(labels)
     complete = [ct for ct in configured if ct.label in requested and all(a.id in results for a in ct.actions)]
     targets = [_finish(workspace, cache, ct, results) for ct in complete]
@@ -114,8 +126,18 @@ def build(
         run=sum(1 for r in results.values() if not r.cached),
         cached=sum(1 for r in results.values() if r.cached),
         results=results,
-        warnings=warnings,
+        warnings=warnings + remote_warnings,
+        remote=sum(1 for r in results.values() if r.remote),
+        bytes_downloaded=sync.bytes_downloaded if sync else 0,
+        bytes_uploaded=sync.bytes_uploaded if sync else 0,
     )
+
+
+def action_counts(results: Sequence[ActionResult]) -> dict[str, int]:
+    """How many of `results` ran, came from the local cache, came from the remote cache."""
+    return {"run": sum(1 for r in results if not r.cached),
+            "cached": sum(1 for r in results if r.cached and not r.remote),
+            "remote": sum(1 for r in results if r.remote)}
 
 
 def _finish(workspace: Workspace, cache: Cache, ct: AnalysedTarget, results: dict[str, ActionResult]) -> TargetResult:
@@ -125,7 +147,7 @@ def _finish(workspace: Workspace, cache: Cache, ct: AnalysedTarget, results: dic
     dest = out_dir(workspace, ct.label)
     rel = os.path.relpath(dest, workspace.root)
     result = TargetResult(ct.label, ct.rule, rebuilt,
-                          reasons={r.action.id: r.reason for r in mine if not r.cached})
+                          reasons={r.action.id: r.reason for r in mine if not r.cached}, actions=action_counts(mine))
     outputs = {name: blob for r in mine for name, blob in r.outputs.items()}
     os.makedirs(dest, exist_ok=True)
     # Builds of one workspace may run at once: one writer per target's output directory at a time.

@@ -14,16 +14,17 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 from minibuild.actions import Action, Artifact, action_key, explain
 from minibuild.cache import Blob, Cache
-from minibuild.digest import StatCache
+from minibuild.digest import StatCache, canonical_json
 from minibuild.errors import BuildError, InputError, MinibuildError
 from minibuild.portable import host_path, portable_path
+from minibuild.remote_sync import RemoteSync
 
 
 @dataclass
@@ -36,6 +37,7 @@ class ActionResult:
     reason: str = ""
     blobs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    remote: bool = False  # cached: fetched from the remote cache in this build
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,14 @@ def _resolve_function(spec: str) -> Callable[[ActionRun[Any]], None]:
 
 class Executor:
     def __init__(self, root: str, cache: Cache, stat_cache: StatCache, *, jobs: int, keep_going: bool = False,
-                 on_event: Callable[[Event], None] | None = None) -> None:
+                 on_event: Callable[[Event], None] | None = None, remote: RemoteSync | None = None) -> None:
         self.root = root
         self.cache = cache
         self.stat_cache = stat_cache
         self.jobs = max(1, jobs)
+        self.remote = remote
+        # Remote lookups wait on the network: they get threads of their own, local runs stay at `jobs`.
+        self._run_slots = threading.BoundedSemaphore(self.jobs)
         self.keep_going = keep_going
         self.on_event = on_event or (lambda e: None)
         self._fingerprints: dict[str, str] = {}
@@ -163,7 +168,8 @@ class Executor:
                 if pending[d.id] == 0 and d.id not in blocked:
                     ready.append(d)
 
-        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="minibuild") as pool:
+        workers = self.jobs + (self.remote.fetch_threads if self.remote else 0)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minibuild") as pool:
             while ready or running:
                 while ready and (self.keep_going or not failures):
                     a = ready.pop(0)
@@ -267,10 +273,10 @@ class Executor:
                 return None
         return entry
 
-    def _cached(self, action: Action, key: str, entry: dict[str, Any]) -> ActionResult:
+    def _cached(self, action: Action, key: str, entry: dict[str, Any], remote: bool = False) -> ActionResult:
         outputs = {k: Blob(v["digest"], v["size"], v.get("executable", False)) for k, v in entry["outputs"].items()}
         result = ActionResult(action, key, outputs, cached=True, blobs=entry.get("blobs", []),
-                              warnings=entry.get("warnings", []))
+                              warnings=entry.get("warnings", []), remote=remote)
         self.on_event(Event("cached", action, result))
         return result
 
@@ -290,10 +296,33 @@ class Executor:
             entry = self._hit(key)  # another process may have built it while we waited
             if entry is not None:
                 return self._cached(action, key, entry)
-            return self._execute(action, key, manifest, paths)
+            remote_reason = ""
+            if self.remote is not None:
+                fetched = self.remote.fetch(key, _key_size(manifest), [o.name for o in action.outputs],
+                                            self._discovered_mismatch)
+                if fetched.entry is not None:
+                    self.cache.put_action(key, fetched.entry)
+                    return self._cached(action, key, fetched.entry, remote=True)
+                remote_reason = fetched.reason
+            with self._run_slots:
+                return self._execute(action, key, manifest, paths, remote_reason)
 
-    def _execute(self, action: Action, key: str, manifest: dict[str, Any], paths: dict[str, str]) -> ActionResult:
+    def _discovered_mismatch(self, discovered: Mapping[str, str]) -> str | None:
+        """The first discovered input of a (remote) entry that differs here, described; None when all match."""
+        for path, fp in discovered.items():
+            try:
+                here = self._fingerprint(path)
+            except OSError:
+                here = "unreadable"
+            if here != fp:
+                return f"discovered input `{path}` differs here"
+        return None
+
+    def _execute(self, action: Action, key: str, manifest: dict[str, Any], paths: dict[str, str],
+                 remote_reason: str = "") -> ActionResult:
         reason = explain(self.cache.last_manifest(action.id), manifest)
+        if remote_reason:
+            reason = f"{reason}; {remote_reason}"
         self.on_event(Event("start", action))
         started = time.monotonic()
         with self.cache.workdir() as work:
@@ -324,7 +353,14 @@ class Executor:
         }
         self.cache.put_action(key, entry)
         self.cache.put_last_manifest(action.id, manifest)
+        if self.remote is not None:
+            self.remote.upload(key, _key_size(manifest), entry)
         result = ActionResult(action, key, stored, cached=False, seconds=time.monotonic() - started,
                               reason=reason, blobs=blobs, warnings=run.warnings)
         self.on_event(Event("done", action, result))
         return result
+
+
+def _key_size(manifest: dict[str, Any]) -> int:
+    """The size of what a key hashes: a remote cache names an action by (key, size), as REAPI's `Digest`."""
+    return len(canonical_json(manifest).encode())

@@ -172,9 +172,13 @@ def explain(ran: list[tuple[str, str]]) -> None:
         console.print(f"explain: {escape(description)}: {escape(reason)}")
 
 
-def summary(targets: int, run: int, cached: int, seconds: float) -> None:
+def summary(targets: int, run: int, cached: int, seconds: float, *, remote: int = 0, down: int = 0,
+            up: int = 0) -> None:
+    fetched = f", {remote} from the remote cache" if remote else ""
+    moved = f" ({human(down)} downloaded, {human(up)} uploaded)" if down or up else ""
     console.print(f"built {targets} target{'s' if targets != 1 else ''}: {run} actions run, "
-                  f"{cached} cached, in {seconds:.2f}s")
+                  f"{cached} cached{fetched}{moved}, in {seconds:.2f}s")
+
 
 
 def graph_tree(title: str, children: dict[str, list[str]], roots: list[str]) -> None:

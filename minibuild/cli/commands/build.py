@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from minibuild.build import build
+from minibuild.build import action_counts, build
 from minibuild.cli.commands import common
 from minibuild.oci import daemon
 from minibuild.workspace import Workspace
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     progress = ui.Progress(args.plain or args.json)
     with progress.show():
         result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
-                       on_event=progress.event)
+                       on_event=progress.event, remote=common.remote_cache(args, workspace))
     images = [t for t in result.targets if t.summary]
     loaded: dict[str, str] = {}
     if images and not args.no_load:
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                     "label": str(t.label),
                     "kind": t.kind,
                     "rebuilt": t.rebuilt,
+                    "actions": t.actions,
                     **({"explain": t.reasons} if args.explain else {}),
                     "outputs": t.outputs,
                     **({k: t.summary[k] for k in ("tag", "digest", "size", "compressed_size", "oci", "tarball",
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                 }
                 for t in result.targets
             ],
-            "actions": {"run": result.run, "cached": result.cached},
+            "actions": action_counts(list(result.results.values())),
+            "bytes": {"downloaded": result.bytes_downloaded, "uploaded": result.bytes_uploaded},
         }
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -73,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
                 ui.image_report(str(t.label), summary, t.rebuilt)
             if str(t.label) in loaded:
                 ui.info(f"  docker {loaded[str(t.label)]} as {summary['tag']}")
-        ui.summary(len(result.targets), result.run, result.cached, time.monotonic() - started)
+        ui.summary(len(result.targets), result.run, result.cached - result.remote, time.monotonic() - started,
+                   remote=result.remote, down=result.bytes_downloaded, up=result.bytes_uploaded)
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 from minibuild.build import build, out_dir
 from minibuild.errors import EngineError, InputError
 from minibuild.oci import daemon
+from minibuild.remote_settings import RemoteChoice, remote_settings
 from minibuild.reports.catalog import ImageRecord
 from minibuild.workspace import Workspace
 
@@ -29,6 +30,27 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1,
                    help="actions run at once (default: number of cores)")
     p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
+    remote = p.add_argument_group("remote cache (docs/remote-cache.md)")
+    remote.add_argument("--remote-cache", metavar="URL",
+                        help="share actions through this cache: http(s)://HOST/PATH (Bazel HTTP cache) or "
+                             "grpc(s)://HOST:PORT (REAPI v2); default: $MINIBUILD_REMOTE_CACHE, then [cache] remote")
+    remote.add_argument("--remote-cache-read-only", action="store_true",
+                        help="fetch from the remote cache, never upload")
+    remote.add_argument("--no-remote-cache", action="store_true", help="do not use a remote cache in this build")
+
+
+def remote_cache(args: argparse.Namespace, workspace: Workspace) -> Any:
+    """The remote cache client this build uses (`RemoteCache`), or None."""
+    choice = RemoteChoice(url=getattr(args, "remote_cache", None),
+                          read_only=getattr(args, "remote_cache_read_only", False),
+                          disabled=getattr(args, "no_remote_cache", False))
+    settings = remote_settings(workspace, choice)
+    if settings is None or not settings.enabled:
+        return None
+    # lazy: requests or grpcio, loaded only when a remote cache is used
+    from minibuild.remote import connect
+
+    return connect(settings)
 
 
 def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bool = False) -> tuple[Any, list[Any]]:
@@ -43,7 +65,8 @@ def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bo
     package = workspace.relative_dir(os.getcwd())
     progress = ui.Progress(args.plain or quiet)
     with progress.show():
-        result = build(workspace, list(patterns), package, jobs=args.jobs, on_event=progress.event)
+        result = build(workspace, list(patterns), package, jobs=args.jobs, on_event=progress.event,
+                       remote=remote_cache(args, workspace))
     for w in result.warnings:
         ui.warn(w)
     images = [t for t in result.targets if t.summary]

@@ -1,0 +1,133 @@
+"""Which remote cache a build uses: the command line over the environment over `[cache]` of workspace.toml.
+
+    --remote-cache URL / MINIBUILD_REMOTE_CACHE / [cache] remote      http(s)://, grpc(s)://
+    --remote-cache-read-only / MINIBUILD_REMOTE_CACHE_READ_ONLY=1 / [cache] write = false
+    --no-remote-cache / MINIBUILD_REMOTE_CACHE=off
+    MINIBUILD_REMOTE_CACHE_INSTANCE / [cache] instance               the REAPI instance name
+    MINIBUILD_REMOTE_CACHE_HEADERS / [cache] headers_file            `Name: value` lines (credentials)
+    MINIBUILD_REMOTE_CACHE_CA / [cache] ca_file                       a private CA (PEM)
+
+Credentials (`user:password@` in the URL, header values) are kept in `RemoteSettings.headers` only: the URL
+minibuild shows has them taken out.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from minibuild.errors import InputError
+from minibuild.remote_cache import RemoteSettings
+from minibuild.workspace import WORKSPACE_FILE, Workspace
+
+SCHEMES = ("http", "https", "grpc", "grpcs")
+ENV_URL = "MINIBUILD_REMOTE_CACHE"
+ENV_READ_ONLY = "MINIBUILD_REMOTE_CACHE_READ_ONLY"
+ENV_INSTANCE = "MINIBUILD_REMOTE_CACHE_INSTANCE"
+ENV_HEADERS = "MINIBUILD_REMOTE_CACHE_HEADERS"
+ENV_CA = "MINIBUILD_REMOTE_CACHE_CA"
+_OFF = ("", "0", "off", "no", "none", "false")
+
+
+@dataclass(frozen=True)
+class RemoteChoice:
+    """What the command line says about the remote cache."""
+
+    url: str | None = None
+    read_only: bool = False
+    disabled: bool = False
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in _OFF
+
+
+def _has_cache_table(workspace: Workspace) -> bool:
+    """Whether workspace.toml has a `[cache]` table (read with tomllib: a no-op build does not load pydantic)."""
+    try:
+        with open(workspace.root / WORKSPACE_FILE, "rb") as f:
+            return "cache" in tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return True  # let the validated configuration say what is wrong
+
+
+def split_credentials(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The URL without `user:password@`, and the basic-auth header that stood for them."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, ()
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+    return urlunsplit(parts._replace(netloc=netloc)), (("Authorization", f"Basic {token}"),)
+
+
+def parse_headers(text: str, where: str) -> tuple[tuple[str, str], ...]:
+    """`Name: value` lines (blank lines and `#` comments skipped). The error names the line, never its value."""
+    headers = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or " " in name.strip():
+            raise InputError(f"line {n} of {where} is not a `Name: value` header")
+        headers.append((name.strip(), value.strip()))
+    return tuple(headers)
+
+
+def remote_settings(workspace: Workspace, choice: RemoteChoice,
+                    environ: Mapping[str, str] | None = None) -> RemoteSettings | None:
+    """The remote cache this build uses, or None. InputError for a URL or headers file that cannot be used."""
+    env = os.environ if environ is None else environ
+    if choice.disabled:
+        return None
+    url = choice.url
+    if url is None and ENV_URL in env:
+        if not _truthy(env[ENV_URL]):
+            return None
+        url = env[ENV_URL].strip()
+    cache = workspace.config.cache if _has_cache_table(workspace) else None
+    if url is None:
+        url = cache.remote if cache else None
+    if not url:
+        return None
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        shown, _ = split_credentials(url) if "@" in url else (url, ())
+        raise InputError(f"remote cache `{shown}`: the scheme must be one of {', '.join(SCHEMES)}",
+                         hint="e.g. `http://127.0.0.1:8080/cache` (Bazel HTTP cache) or `grpc://127.0.0.1:50051`")
+    url, headers = split_credentials(url)
+    headers += _headers(workspace, env, cache.headers_file if cache else None)
+    write = (cache.write if cache else True) and not choice.read_only and not _truthy(env.get(ENV_READ_ONLY))
+    ca_file = env.get(ENV_CA) or (cache.ca_file if cache else None)
+    return RemoteSettings(
+        url=url.rstrip("/"),
+        instance=env.get(ENV_INSTANCE, cache.instance if cache else ""),
+        read=cache.read if cache else True,
+        write=write,
+        headers=headers,
+        ca_file=str(workspace.root / os.path.expanduser(ca_file)) if ca_file else None,
+        timeout=cache.timeout if cache else 10.0,
+        connections=cache.connections if cache else 8,
+    )
+
+
+def _headers(workspace: Workspace, env: Mapping[str, str], headers_file: str | None) -> tuple[tuple[str, str], ...]:
+    found = parse_headers(env.get(ENV_HEADERS, ""), f"${ENV_HEADERS}")
+    if headers_file:
+        path = workspace.root / os.path.expanduser(headers_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read the remote cache's headers file `{headers_file}`: {exc.strerror}",
+                             hint="`[cache] headers_file` is relative to the workspace root (or starts with `~`)",
+                             ) from None
+        found += parse_headers(text, f"`{headers_file}`")
+    return found
