@@ -23,7 +23,11 @@ APT_PACKAGES=(
     apache2-utils pax-utils musl-tools
     gcc libc6-dev gcc-aarch64-linux-gnu libc6-arm64-cross libc6-dev-arm64-cross
     patchelf strace ca-certificates curl openssl xz-utils bzip2 zstd jq sqlite3 locales
+    nginx-light
 )
+# The REAPI v2 server the remote cache tests start (tests/remote/servers.py), in a venv of its own: its
+# dependencies (SQLAlchemy, boto3, ...) are the server's, not minibuild's. 0.4.4 is the last for Python 3.11.
+BUILDGRID_VERSION=0.4.4
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO_ROOT/.venv"
@@ -164,6 +168,21 @@ setup_venv() {
     (cd "$REPO_ROOT" && retry 2 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]') ||
         die "pip install -e '.[test]' failed"
     printf '%s' "$want" >"$stamp"
+}
+
+setup_buildgrid() {
+    local venv="$STATE_DIR/buildgrid-venv" want
+    want="buildgrid==$BUILDGRID_VERSION $(python3 --version 2>&1)"
+    if [[ -x "$venv/bin/bgd" && -f "$venv/.stamp" && "$(<"$venv/.stamp")" == "$want" ]]; then
+        log "BuildGrid $BUILDGRID_VERSION present ($venv)"
+        return
+    fi
+    log "installing buildgrid==$BUILDGRID_VERSION into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    retry 2 "$venv/bin/python" -m pip install -q --disable-pip-version-check "buildgrid==$BUILDGRID_VERSION" ||
+        die "pip install buildgrid==$BUILDGRID_VERSION failed"
+    printf '%s' "$want" >"$venv/.stamp"
 }
 
 docker_ok() { timeout 20 docker info >/dev/null 2>&1; }
@@ -333,6 +352,10 @@ phase docker
 exec 9>"$STATE_DIR/setup.lock"
 flock -w 300 9 || die "another scripts/test.sh has held $STATE_DIR/setup.lock for 5 minutes"
 start_docker
+
+phase buildgrid
+setup_buildgrid  # under the set-up lock: one venv for every clone's runs
+export MINIBUILD_TEST_BGD="$STATE_DIR/buildgrid-venv/bin/bgd"
 
 phase registries
 services_before="$(cat "$STATE_DIR"/registry-*/registry.pid "$STATE_DIR/dockerd.pid" 2>/dev/null || true)"

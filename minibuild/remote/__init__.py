@@ -1,4 +1,4 @@
-"""Remote cache clients: the Bazel HTTP cache protocol (`http.py`) and REAPI v2 over gRPC (`grpc.py`), each an
+"""Remote cache clients: the Bazel HTTP cache protocol (`http.py`) and REAPI v2 over gRPC (`reapi.py`), each an
 implementation of the engine's `minibuild.remote_cache.RemoteCache`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ def connect(settings: RemoteSettings) -> RemoteCache:
     scheme = urlsplit(settings.url).scheme
     if scheme in ("grpc", "grpcs"):
         # lazy: grpcio and the REAPI stubs, loaded only for a grpc:// cache
-        from minibuild.remote.grpc import GrpcCache
+        from minibuild.remote.reapi import GrpcCache
 
         return GrpcCache(settings)
     from minibuild.remote.http import HttpCache
