@@ -81,13 +81,14 @@ class RemoteSync:
             missing = [d for d in entry_blobs(entry, _blob_sizes(files)) if not self.cache.has_blob(d.local)]
             self._download(missing)
         except _Corrupt as exc:
-            return self._failed(f"a blob did not match its digest ({exc}): corrupt or cut short; the action ran "
-                                "here", "a corrupt blob")
+            return self._failed("a blob did not match its digest (corrupt or cut short); the action ran here",
+                                f"a corrupt blob ({exc})")
         except BlobNotFound:
             return self._failed("an entry names blobs the server no longer has; the action ran here",
                                 "its blobs are gone")
         except EntryError as exc:
-            return self._failed(f"an entry was refused: {exc}; the action ran here", "an unusable entry")
+            return self._failed("an entry was refused (not one minibuild wrote, or tampered with); the action ran "
+                                "here", f"an unusable entry ({exc})")
         except RemoteCacheError as exc:
             return self._failed(exc.cause, exc.cause, unavailable=exc.unavailable)
         except Exception as exc:  # noqa: BLE001 - a client's bug must not fail the build either

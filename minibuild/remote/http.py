@@ -49,7 +49,7 @@ class HttpCache:
     @contextmanager
     def _request(self, method: str, kind: str, name: str, **kwargs: Any) -> Iterator[requests.Response]:
         """One request to `<url>/<kind>/<name>`; connection faults and timeouts become RemoteCacheError."""
-        what = f"{method} /{kind}/{name[:12]}…"
+        what = f"{method} /{kind}/…"
         with self._slots:
             try:
                 response = self._session().request(method, f"{self._base}/{kind}/{name}",
@@ -66,7 +66,7 @@ class HttpCache:
             try:
                 yield response
             except (requests.RequestException, OSError) as exc:
-                raise RemoteCacheError(f"the answer to {what} broke off: {type(exc).__name__}",
+                raise RemoteCacheError(f"the answer to {what} was cut short ({type(exc).__name__})",
                                        unavailable=isinstance(exc, requests.Timeout | requests.ConnectionError),
                                        ) from None
             finally:

@@ -44,7 +44,7 @@ def test_blobs_both_ways_batched_and_streamed(buildgrid, tmp_path):
     assert sorted(hashlib.sha256(r.data).hexdigest() for r in answer.responses) == sorted(d.hash for d, _ in small[:5])
     back = [(d, str(tmp_path / f"back-{d.hash}")) for d, _ in everything]
     client.download_blobs(back)
-    for (d, path), (_, original) in zip(back, everything, strict=True):
+    for (_, path), (_, original) in zip(back, everything, strict=True):
         assert open(path, "rb").read() == open(original, "rb").read()
     with pytest.raises(BlobNotFound):
         client.download_blobs([(Digest("0" * 64, 3), str(tmp_path / "nothing"))])

@@ -59,6 +59,10 @@ def _closure_of(program: str) -> list[str]:
 def minibuild(cwd: Path, *args: str, env: dict[str, str] | None = None,
               timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`python -m minibuild ARGS` in `cwd`, as a user runs it."""
-    full = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "minibuild", *args], cwd=cwd, env=full, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "minibuild", *args], cwd=cwd, env=cli_env(env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment minibuild runs in for these tests: no colour, and wide, so one warning is one line."""
+    return {**os.environ, "NO_COLOR": "1", "COLUMNS": "1000", **(env or {})}
