@@ -88,6 +88,7 @@ http {{
         root {dir}/data;
         client_max_body_size 0;
         location /cache/ {{
+            {auth}
             dav_methods PUT DELETE;
             create_full_put_path on;
             dav_access user:rw group:r all:r;
@@ -97,8 +98,9 @@ http {{
 """
 
 
-def start_nginx(base: Path) -> Server:
-    """nginx serving WebDAV under `/cache/` on a free port of 127.0.0.1, its files under `base`."""
+def start_nginx(base: Path, htpasswd: Path | None = None) -> Server:
+    """nginx serving WebDAV under `/cache/` on a free port of 127.0.0.1, its files under `base`; with `htpasswd`,
+    only to the users it lists (basic auth)."""
     if not os.access(NGINX, os.X_OK):
         pytest.fail(f"{NGINX} is missing: install Debian's nginx-light (scripts/test.sh does)")
     (base / "data" / "cache").mkdir(parents=True)
@@ -107,7 +109,8 @@ def start_nginx(base: Path) -> Server:
     # Started as root, nginx runs its workers as `nobody`, who cannot write here: name the user who can.
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
     conf = base / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=base, port=port))
+    auth = f'auth_basic "cache"; auth_basic_user_file {htpasswd};' if htpasswd else ""
+    conf.write_text(NGINX_CONF.format(user=user, dir=base, port=port, auth=auth))
     log = base / "error.log"
     log.touch()
     proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(base), "-e", str(log)],
