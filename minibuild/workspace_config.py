@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class PlatformConfig(BaseModel):
@@ -35,9 +37,65 @@ class CacheSection(BaseModel):
     connections: int = Field(default=8, ge=1, le=64)  # requests at once
 
 
+class DebianSource(BaseModel):
+    """`debian = { suite, components, architectures }` of a package sysroot (docs/packages.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    suite: str
+    components: tuple[str, ...] = ("main",)
+    architectures: tuple[str, ...]
+
+    @field_validator("suite", "components", "architectures")
+    @classmethod
+    def _names(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for name in (v,) if isinstance(v, str) else v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+                raise ValueError(f"`{name}` is not a Debian suite, component or architecture name")
+        if not v:
+            raise ValueError("name at least one")
+        return v
+
+
+class SysrootConfig(BaseModel):
+    """`[sysroots.NAME]`: a sysroot made of Debian packages, pinned by `minibuild.lock` (docs/packages.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    debian: DebianSource
+    packages: tuple[str, ...]
+    url: str | None = None  # the mirror; None: the one the host's apt sources name
+    keyring: str | tuple[str, ...] | None = None  # None: Debian's archive keyring
+    essential: bool = False  # add every `Essential: yes` package too
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
+                raise ValueError(f"`{name}` is not a Debian package name (lower case, digits, `+`, `-`, `.`)")
+        if not v:
+            raise ValueError("name at least one package")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            raise ValueError(f"`{v}` is not an http:// or https:// URL")
+        return v
+
+
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     workspace: WorkspaceSection = WorkspaceSection()
     platforms: dict[str, PlatformConfig] = {}
     rules: RulesSection = RulesSection()
     cache: CacheSection = CacheSection()
+    sysroots: dict[str, SysrootConfig] = {}
+
+    @field_validator("sysroots")
+    @classmethod
+    def _sysroot_names(cls, v: dict[str, SysrootConfig]) -> dict[str, SysrootConfig]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"sysroot name `{name}`: letters, digits, `_`, `-` and `.` only")
+        return v

@@ -35,6 +35,7 @@ COMMANDS = {
     "diff": "show the files two images differ in (a build against the previous one, a recorded one, or OCI layouts)",
     "sbom": "write the SBOM of an image: every file with its checksums, the Debian packages, versions and licenses",
     "report": "build images (no load) and write an HTML page (treemaps, layers, catalog totals) or JSON",
+    "lock": "resolve the package sysroots of workspace.toml and write minibuild.lock (`--update [PKG...]`, `--check`)",
     "init": "create a workspace: workspace.toml and images/BUILD.toml with an example image",
     "add": "add an image target (or update the one of that name) in its package's BUILD.toml, keeping comments",
 }

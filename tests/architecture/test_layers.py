@@ -18,6 +18,7 @@ LAYERS = [
     ("elf", 1),
     ("oci", 1),
     ("image", 2),
+    ("packages", 2),  # package sysroots: Debian indices, resolver, lock, fetch, unpack
     ("remote", 2),  # remote cache clients: the engine defines their interface (remote_cache.py)
     ("rules", 3),
     ("reports", 4),
