@@ -169,8 +169,10 @@ def test_a_workspace_rule_file_and_a_plugin_define_one_rule(site, workspace):
 
 def _run(*cmd: str | os.PathLike[str], cwd: Path | None = None, env: dict[str, str] | None = None,
          check: bool = True) -> subprocess.CompletedProcess[str]:
+    # Not PYTHONPATH: the venv must import its own minibuild (the copy), whatever runs the tests.
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "PIP_NO_CACHE_DIR": "1",
+                          env={**base, "NO_COLOR": "1", "COLUMNS": "200", "PIP_NO_CACHE_DIR": "1",
                                "PIP_DISABLE_PIP_VERSION_CHECK": "1", **(env or {})})
     if check:
         assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
