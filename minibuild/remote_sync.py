@@ -49,6 +49,7 @@ class RemoteSync:
         self._lock = threading.Lock()
         self._off = ""  # why the server is not asked any more in this build
         self._causes: dict[str, int] = {}
+        self._inflight: dict[str, threading.Event] = {}  # blobs being downloaded, by hash
         self.hits = 0
         self.bytes_downloaded = 0
         self.bytes_uploaded = 0
@@ -98,12 +99,33 @@ class RemoteSync:
         return Fetched(entry)
 
     def _download_bytes(self, digest: Digest) -> bytes:
-        self._download([digest])
+        if not self.cache.has_blob(digest.local):
+            self._download_now([digest])
         with open(self.cache.blob_path(digest.local), "rb") as f:
             return f.read()
 
     def _download(self, digests: Sequence[Digest]) -> None:
-        """Download `digests` into the local store, each checked against its digest first."""
+        """Download `digests` into the local store, each checked against its digest first. A blob another
+        action is downloading (the layers images share) is waited for, not downloaded twice."""
+        mine, theirs = [], []
+        with self._lock:
+            for d in digests:
+                if d.hash in self._inflight:
+                    theirs.append((d, self._inflight[d.hash]))
+                elif not self.cache.has_blob(d.local):
+                    self._inflight[d.hash] = threading.Event()
+                    mine.append(d)
+        try:
+            self._download_now(mine)
+        finally:
+            with self._lock:
+                for d in mine:
+                    self._inflight.pop(d.hash).set()
+        for _, done in theirs:
+            done.wait(self.settings.timeout + 60)
+        self._download_now([d for d, _ in theirs if not self.cache.has_blob(d.local)])  # theirs failed
+
+    def _download_now(self, digests: Sequence[Digest]) -> None:
         if not digests:
             return
         with self.cache.workdir() as work:
