@@ -162,6 +162,7 @@ class Analysis:
                 platforms={p: portable_path(self.workspace.sysroot(p), root) for p in self.workspace.config.platforms},
                 package_dir=ct.label.package,
                 epoch=self.epoch,
+                package_sysroots={n: s.model_dump() for n, s in self.workspace.config.sysroots.items()},
             )
             providers = ct.rule.implementation(ctx)
             ct.providers = tuple(providers)

@@ -197,6 +197,8 @@ class RuleContext(Generic[A]):
     platforms: Mapping[str, str]
     package_dir: str
     epoch: int = 0  # SOURCE_DATE_EPOCH: the timestamp written into images
+    # The `[sysroots.NAME]` tables of workspace.toml (package sysroots), as plain values: name -> table.
+    package_sysroots: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def dep(self, value: str) -> Sequence[Any]:
         """The providers of a dependency named by an attribute value (a label string)."""

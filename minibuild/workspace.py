@@ -234,10 +234,13 @@ class Workspace:
         return cls(find_root(start))
 
     def sysroot(self, platform: str | None = None) -> str:
-        """The sysroot of a platform (or the workspace default), as an absolute host path."""
+        """The sysroot of a platform (or the workspace default), as an absolute host path; the name of a package
+        sysroot (a `[sysroots.NAME]` table) is returned as it is."""
         sysroot = self.config.workspace.sysroot
         if platform and platform in self.config.platforms:
             sysroot = self.config.platforms[platform].sysroot
+        if sysroot in self.config.sysroots:
+            return sysroot
         return str((self.root / sysroot).resolve()) if not os.path.isabs(sysroot) else sysroot
 
     def relative_dir(self, directory: str | os.PathLike[str]) -> str:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import field_validator
@@ -28,6 +29,9 @@ from minibuild.image.params import (
     TreeParam,
     names,
 )
+from minibuild.packages import materialize
+from minibuild.packages.materialize import SysrootParams
+from minibuild.packages.spec import SysrootSpec
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
 from minibuild_rules.common import Mode, Size, check_tag, image_path
 from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
@@ -67,6 +71,9 @@ class TreeAttr(Attrs):
 
 
 class ImageAttrs(Attrs):
+    sysroot: str | None = None
+    """Where binaries and libraries come from: the name of a package sysroot (`[sysroots.NAME]` in workspace.toml,
+    docs/packages.md) or an absolute host path; unset: the workspace's (and for a platform, the platform's)."""
     base: LabelAttr | None = None
     """An `image` target whose layers are reused as they are; the config is inherited as a Dockerfile `FROM`
     would (env and labels merge, an entrypoint replaces)."""
@@ -237,7 +244,15 @@ def _label_outputs(ctx: RuleContext[ImageAttrs], label: str, attr: str) -> tuple
 
 def resolve_closure(run: ActionRun[ClosureParams]) -> None:
     """ElfClosure: closure.json, the binaries' ELF closure with runtime files and what `probe` found."""
+    if run.params.package_sysroot is not None:
+        tree = materialize.tree_of(run.cache, run.input(run.params.package_sysroot))
+        run.params = dataclasses.replace(run.params, sysroot_dir=run.portable_path(tree))
     closure.resolve_closure(run)
+
+
+def prepare_sysroot(run: ActionRun[SysrootParams]) -> None:
+    """Sysroot: the packages the lock names for one architecture, fetched, checked and unpacked (sysroot.json)."""
+    materialize.prepare(run)
 
 
 def write_layers(run: ActionRun[LayersParams]) -> None:
@@ -340,17 +355,19 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
                     tag: str, base: PlatformImage | None, overlay: dict[str, Artifact],
                     write_tarball: bool) -> PlatformImage:
     """The closure, layers and image actions of one platform of an image."""
-    sysroot = ctx.platforms.get(platform, ctx.sysroot) if platform else ctx.sysroot
+    sysroot, package_sysroot = _sysroot(ctx, platform)
     where = f" for `{platform}`" if prefix else ""
     closure_out = ctx.actions.declare(prefix + "closure.json")
     params = _closure_params(ctx, platform, sysroot, binaries, files, env, config_params.user, overlay)
+    params = dataclasses.replace(params, package_sysroot=package_sysroot)
     ctx.actions.run(
         mnemonic="ElfClosure",
         function=resolve_closure,
         version=1,
         params=params,
         inputs=sorted(set(overlay.values()) | {e.artifact for e in files if e.dest == "/etc/nsswitch.conf"}
-                      | ({e.artifact for e in files} if params.probe else set())),
+                      | ({e.artifact for e in files} if params.probe else set())
+                      | ({package_sysroot} if package_sysroot else set())),
         outputs=[closure_out],
         description=f"resolving the ELF closure of `{ctx.label}`{where}",
         discovers_inputs=True,
@@ -387,6 +404,37 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
     )
     return PlatformImage(platform=platform or "", closure=closure_out, layers=layers_out, config=config,
                          manifest=manifest)
+
+
+def _sysroot(ctx: RuleContext[ImageAttrs], platform: str | None) -> tuple[str, Artifact | None]:
+    """The sysroot of one platform of the image: a host path, or a package sysroot's name and the sysroot.json
+    of its architecture (the Sysroot action registered here; images sharing it share its key, so it runs once)."""
+    chosen = ctx.attrs.sysroot or (ctx.platforms.get(platform, ctx.sysroot) if platform else ctx.sysroot)
+    if chosen not in ctx.package_sysroots:
+        if ctx.attrs.sysroot and not chosen.startswith("/"):
+            names = ", ".join(f"`{n}`" for n in sorted(ctx.package_sysroots)) or "none"
+            raise ctx.fail(f"no package sysroot `{chosen}` in workspace.toml", "sysroot",
+                           hint=f"declare it as `[sysroots.{chosen}]` (docs/packages.md), or give an absolute host "
+                                f"path; package sysroots: {names}")
+        return chosen, None
+    spec = SysrootSpec.from_table(chosen, ctx.package_sysroots[chosen])
+    arch = spec.arch_for(platform)
+    if arch not in spec.request.architectures:
+        raise ctx.fail(f"sysroot `{chosen}` has no architecture `{arch}` for platform `{platform}`",
+                       "platforms" if platform else "sysroot",
+                       hint=f"add `{arch}` to `[sysroots.{chosen}] debian.architectures`, then run `minibuild lock`")
+    out = ctx.actions.declare(f"sysroot.{chosen}.{arch}.json")
+    ctx.actions.run(
+        mnemonic="Sysroot",
+        function=prepare_sysroot,
+        version=1,
+        params=SysrootParams(name=chosen, arch=arch, request=spec.request, url=spec.url),
+        inputs=[],
+        outputs=[out],
+        description=f"fetching and unpacking sysroot `{chosen}` ({arch})",
+        discovers_inputs=True,
+    )
+    return f"{chosen} ({arch})", out
 
 
 image = rule(

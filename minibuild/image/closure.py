@@ -147,7 +147,7 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
                       found: RuntimePlan) -> dict[str, Any]:
     """The static closure of the binaries and of what `found` (the probe) added, with runtime files."""
     p = run.params
-    sysroot = run.host_path(p.sysroot)
+    sysroot = sysroot_dir(run)
     fs = Sysroot(sysroot, overlay)
     closure, plan, extra = _resolve_with_runtime(p, sysroot, options, runtime_options, fs, found)
     root = sysroot.rstrip("/")
@@ -189,6 +189,13 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
     }
 
 
+def sysroot_dir(run: ActionRun[ClosureParams]) -> str:
+    """The host directory of the image's sysroot: the unpacked tree of a package sysroot (the rule sets
+    `sysroot_dir` when the action runs), else the sysroot as the workspace names it."""
+    p = run.params
+    return run.host_path(p.sysroot_dir or p.sysroot)
+
+
 def _portable(run: ActionRun[ClosureParams], source: str | None) -> str | None:
     """A source as closure.json records it: a file of a sysroot or a stored output inside the workspace by its
     path relative to the workspace root, so the document (and every key after it) is the same in any clone."""
@@ -208,7 +215,7 @@ def _run_probes(run: ActionRun[ClosureParams], tree: ImageTree) -> list[probe.Pr
         for i, command in enumerate(p.probe.commands):
             log = os.path.join(tmp, str(i), "trace")
             os.mkdir(os.path.dirname(log))
-            results.append(probe.run_probe(list(command), image, run.host_path(p.sysroot), env=dict(p.env),
+            results.append(probe.run_probe(list(command), image, sysroot_dir(run), env=dict(p.env),
                                            workdir=p.workdir, user=p.probe.user, timeout=p.probe.timeout, log=log))
     return results
 
@@ -229,7 +236,7 @@ def _probe_round(run: ActionRun[ClosureParams], doc: dict[str, Any], found: Runt
     results = _run_probes(run, tree)
     # The image has a path when the tree has it, or has something below it (directories are implied).
     present = set(tree.entries) | {d for path in tree.entries for d in parent_dirs(path)}
-    sysroot = run.host_path(p.sysroot)
+    sysroot = sysroot_dir(run)
     fs = Sysroot(sysroot, overlay)
     before = len(found.files) + len(found.elf_roots)
     for r in results:

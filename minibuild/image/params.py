@@ -68,6 +68,10 @@ class ClosureParams:
     overlay: Mapping[str, Artifact]  # in-image path -> a built program shipped there
     runtime: RuntimeParams
     probe: ProbeParams | None = None
+    # A package sysroot's sysroot.json (the Sysroot action's): `sysroot` is then its name, and `sysroot_dir`, set
+    # when the action runs (never part of the key), the directory of its unpacked tree.
+    package_sysroot: Artifact | None = None
+    sysroot_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 from minibuild.build import build, out_dir
 from minibuild.errors import EngineError, InputError
 from minibuild.oci import daemon
+from minibuild.packages.fetch import OFFLINE_ENV
 from minibuild.remote_settings import RemoteChoice, remote_settings
 from minibuild.reports.catalog import ImageRecord
 from minibuild.workspace import Workspace
@@ -25,11 +26,23 @@ def _jobs(text: str) -> int:
     return value
 
 
+class _Offline(argparse.Action):
+    """`--offline` holds for the whole build, down to the actions that fetch packages: it is set in the
+    environment they read (MINIBUILD_OFFLINE), which also lets a CI job set it once."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        os.environ[OFFLINE_ENV] = "1"
+        setattr(namespace, self.dest, True)
+
+
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     """The build options shared by build, test, load, run and push."""
     p.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1,
                    help="actions run at once (default: number of cores)")
     p.add_argument("--plain", action="store_true", help="one line per action instead of a live display")
+    p.add_argument("--offline", action=_Offline, nargs=0,
+                   help="download nothing: package sysroots use only the .deb files already in the cache")
     remote = p.add_argument_group("remote cache (docs/remote-cache.md)")
     remote.add_argument("--remote-cache", metavar="URL",
                         help="share actions through this cache: http(s)://HOST/PATH (Bazel HTTP cache) or "
