@@ -24,6 +24,8 @@ APT_PACKAGES=(
     gcc libc6-dev gcc-aarch64-linux-gnu libc6-arm64-cross libc6-dev-arm64-cross
     patchelf strace ca-certificates curl openssl xz-utils bzip2 zstd jq sqlite3 locales
     nginx-light
+    # package sysroots (tests/packages): a signed Debian repository on loopback, apt and debootstrap to compare
+    dpkg-dev apt-utils gpg gpgv debian-archive-keyring git
 )
 # The REAPI v2 server the remote cache tests start (tests/remote/servers.py), in a venv of its own: its
 # dependencies (SQLAlchemy, boto3, ...) are the server's, not minibuild's. 0.4.4 is the last for Python 3.11.

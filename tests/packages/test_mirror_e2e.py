@@ -1,0 +1,89 @@
+"""End to end against the Debian mirror this machine's apt uses (never written here: minibuild reads it from the
+apt sources): lock bash for bookworm amd64 and arm64, build, run the amd64 image in Docker, inspect the arm64
+manifest with skopeo, and build again in a second clone with a cold cache: the same digests.
+
+Needs the network to reach the mirror; where it cannot, this fails (it does not skip)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+WORKSPACE = """[workspace]
+name = "mirror-e2e"
+sysroot = "bookworm"
+
+[sysroots.bookworm]
+debian = { suite = "bookworm", components = ["main"], architectures = ["amd64", "arm64"] }
+packages = ["bash"]
+"""
+BUILD = """[[image]]
+name = "bash"
+binaries = ["/bin/bash"]
+platforms = ["linux/amd64", "linux/arm64"]
+tag = "minibuild-test/mirror-bash:1"
+"""
+
+
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+def _digests(root: Path) -> dict[str, str]:
+    layout = root / ".minibuild/out/images/bash/oci"
+    index = json.loads((layout / "index.json").read_text())
+    [top] = index["manifests"]
+    inner = json.loads((layout / "blobs/sha256" / top["digest"].split(":")[1]).read_text())
+    return {"index": top["digest"], **{m["platform"]["architecture"]: m["digest"] for m in inner["manifests"]}}
+
+
+@pytest.mark.docker
+def test_bash_from_the_mirror_locked_built_run_and_rebuilt_elsewhere(tmp_path, docker_engine):
+    first = tmp_path / "first"
+    (first / "images").mkdir(parents=True)
+    (first / "workspace.toml").write_text(WORKSPACE)
+    (first / "images" / "BUILD.toml").write_text(BUILD)
+    (first / ".gitignore").write_text(".minibuild/\n")
+    lock = run_cli("lock", cwd=first, timeout=900)
+    assert lock.returncode == 0, lock.stderr
+    locked = json.loads((first / "minibuild.lock").read_text())["sysroots"]["bookworm"]["resolved"]
+    assert {"bash", "libc6", "libtinfo6"} <= {p["name"] for p in locked["amd64"]}
+    assert {p["architecture"] for p in locked["arm64"]} <= {"arm64", "all"}
+    assert "://" not in (first / "minibuild.lock").read_text()  # no mirror in the lock
+
+    build = run_cli("build", "//images:bash", "--json", cwd=first, timeout=900)
+    assert build.returncode == 0, build.stderr
+    out = subprocess.run([docker_engine, "run", "--rm", "minibuild-test/mirror-bash:1", "-c",
+                          'echo "$BASH_VERSION" && echo $((6 * 7))'], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    version = next(p["version"] for p in locked["amd64"] if p["name"] == "bash")
+    assert out.stdout.splitlines()[0].startswith(version.split("-")[0].split("+")[0])
+    assert out.stdout.splitlines()[1] == "42"
+
+    layout = first / ".minibuild/out/images/bash/oci"
+    arm = json.loads(subprocess.run(["skopeo", "inspect", "--override-arch", "arm64", f"oci:{layout}"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert (arm["Architecture"], arm["Os"]) == ("arm64", "linux")
+    digests = _digests(first)
+    assert arm["Digest"] == digests["index"]  # skopeo names the image by its index
+    arm_config = json.loads(subprocess.run(["skopeo", "inspect", "--override-arch", "arm64", "--config",
+                                           f"oci:{layout}"], capture_output=True, text=True, check=True).stdout)
+    assert arm_config["architecture"] == "arm64" and len(arm["Layers"]) >= 2
+
+    _git("init", "-q", cwd=first)
+    _git("add", ".", cwd=first)
+    _git("commit", "-q", "-m", "locked bash", cwd=first)
+    second = tmp_path / "second"
+    _git("clone", "-q", str(first), str(second), cwd=tmp_path)
+    assert not (second / ".minibuild").exists()
+    assert run_cli("lock", "--check", cwd=second).returncode == 0
+    again = run_cli("build", "//images:bash", "--no-load", "--json", cwd=second, timeout=900)
+    assert again.returncode == 0, again.stderr
+    assert _digests(second) == digests
+    subprocess.run([docker_engine, "rmi", "-f", "minibuild-test/mirror-bash:1"], capture_output=True)
