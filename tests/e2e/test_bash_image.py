@@ -40,7 +40,7 @@ def test_build_reports_the_image(built):
 def test_noop_rebuild_runs_nothing_and_keeps_the_digest(built, clones, cli):
     again = cli("build", "//images:bash", "--json", cwd=clones[0])
     assert again.returncode == 0, again.stderr
-    assert again.json()["actions"] == {"run": 0, "cached": built.json()["actions"]["run"]}
+    assert again.json()["actions"] == {"run": 0, "cached": built.json()["actions"]["run"], "remote": 0}
     assert again.json()["targets"][0]["digest"] == built.json()["targets"][0]["digest"]
     assert again.json()["targets"][0]["rebuilt"] is False
 

@@ -69,7 +69,7 @@ def test_touch_rebuilds_nothing(workspace, cli):
     os.utime(src, ns=(st.st_atime_ns + 10**9, st.st_mtime_ns + 10**9))
     assert src.stat().st_mtime_ns != st.st_mtime_ns
     second = _build(cli, workspace)
-    assert second["actions"] == {"run": 0, "cached": first["actions"]["run"] + first["actions"]["cached"]}
+    assert second["actions"] == {"run": 0, "cached": first["actions"]["run"] + first["actions"]["cached"], "remote": 0}
     assert not any(_rebuilt(second).values())
     # Same size and mtime as the touched file, different bytes: must rebuild.
     src.write_text("x y z\n")
