@@ -245,7 +245,10 @@ def _label_outputs(ctx: RuleContext[ImageAttrs], label: str, attr: str) -> tuple
 def resolve_closure(run: ActionRun[ClosureParams]) -> None:
     """ElfClosure: closure.json, the binaries' ELF closure with runtime files and what `probe` found."""
     if run.params.package_sysroot is not None:
-        tree = materialize.tree_of(run.cache, run.input(run.params.package_sysroot))
+        document = run.input(run.params.package_sysroot)
+        tree = materialize.tree_of(run.cache, document)
+        materialize.check_binaries(run.cache, document, tree, [b for b in run.params.paths
+                                                               if b not in run.params.overlay])
         run.params = dataclasses.replace(run.params, sysroot_dir=run.portable_path(tree))
     closure.resolve_closure(run)
 

@@ -59,20 +59,41 @@ class LockedPackage:
 
 
 @dataclass(frozen=True)
+class IndexRef:
+    """An index file of the suite (below dists/<suite>/) as the signed Release listed it."""
+
+    path: str
+    sha256: str
+    size: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> IndexRef:
+        return IndexRef(str(d["path"]), str(d["sha256"]), int(d["size"]))
+
+
+@dataclass(frozen=True)
 class LockedSysroot:
     request: Request
     release: str  # the Date of the Release it was resolved against
     resolved: Mapping[str, tuple[LockedPackage, ...]] = field(hash=False)  # architecture -> packages
+    # architecture -> the suite's Contents indices (which package ships which path), to name the package a
+    # missing binary is in; empty when the archive has none
+    contents: Mapping[str, tuple[IndexRef, ...]] = field(default_factory=dict, hash=False)
 
     def as_json(self) -> dict[str, Any]:
         return {**self.request.as_json(), "release": self.release,
+                "contents": {arch: [c.as_json() for c in cs] for arch, cs in sorted(self.contents.items())},
                 "resolved": {arch: [p.as_json() for p in sorted(ps, key=lambda p: p.name)]
                              for arch, ps in sorted(self.resolved.items())}}
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> LockedSysroot:
         resolved = {arch: tuple(LockedPackage.from_json(p) for p in ps) for arch, ps in d["resolved"].items()}
-        return LockedSysroot(Request.from_json(d), str(d.get("release", "")), resolved)
+        contents = {arch: tuple(IndexRef.from_json(c) for c in cs) for arch, cs in d.get("contents", {}).items()}
+        return LockedSysroot(Request.from_json(d), str(d.get("release", "")), resolved, contents)
 
 
 @dataclass(frozen=True)

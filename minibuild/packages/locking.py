@@ -14,7 +14,7 @@ from minibuild.cache import Cache
 from minibuild.errors import InputError
 from minibuild.packages import release, sources
 from minibuild.packages.archive import Archive, load_release, load_universe
-from minibuild.packages.lockfile import Lock, LockedPackage, LockedSysroot, staleness
+from minibuild.packages.lockfile import IndexRef, Lock, LockedPackage, LockedSysroot, staleness
 from minibuild.packages.resolver import Unresolvable, resolve
 from minibuild.packages.spec import SysrootSpec
 
@@ -76,7 +76,10 @@ def _lock_one(spec: SysrootSpec, previous: LockedSysroot | None, update: bool, u
     on_step(f"reading `{archive.dists('InRelease')}`")
     rel = load_release(archive, cache)
     resolved: dict[str, tuple[LockedPackage, ...]] = {}
+    contents: dict[str, tuple[IndexRef, ...]] = {}
     for arch in spec.request.architectures:
+        contents[arch] = tuple(IndexRef(f.path, f.sha256, f.size) for component in spec.request.components
+                               if (f := rel.best(f"{component}/Contents-{arch}")) is not None)
         on_step(f"reading the `{arch}` indices of {', '.join(spec.request.components)}")
         universe = load_universe(archive, rel, spec.request.components, arch, cache)
         prefer = {} if update or previous is None else {
@@ -89,7 +92,7 @@ def _lock_one(spec: SysrootSpec, previous: LockedSysroot | None, update: bool, u
             LockedPackage(r.package.name, r.package.version, r.package.architecture, r.package.source,
                           r.package.filename, r.package.size, r.package.sha256, r.requested, r.pulled_by)
             for r in chosen.values())
-    return LockedSysroot(spec.request, rel.date, resolved)
+    return LockedSysroot(spec.request, rel.date, resolved, contents)
 
 
 def _diff(name: str, old: LockedSysroot | None, new: LockedSysroot) -> list[Change]:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from minibuild.errors import BuildError, InputError
-from minibuild.packages import fetch, lockfile, sources, tree
-from minibuild.packages.lockfile import LockedPackage
+from minibuild.cache import Cache
+from minibuild.elf.sysroot import Sysroot
+from minibuild.errors import BuildError, InputError, MinibuildError
+from minibuild.packages import contents, fetch, lockfile, sources, tree
+from minibuild.packages.lockfile import IndexRef
 from minibuild.packages.spec import Request
 
 
@@ -44,13 +47,44 @@ def prepare(run: Any) -> None:
     path = tree.ensure_tree(run.cache, p.arch, packages)
     run.discover(path)
     [out] = run.outputs.values()
+    locked = lock.sysroots[p.name]
+    doc = {"name": p.name, "architecture": p.arch, "tree": tree.tree_key(p.arch, packages),
+           "suite": p.request.suite, "url": p.url,  # the workspace's own words: the same in every clone
+           "contents": [c.as_json() for c in locked.contents.get(p.arch, ())],
+           "packages": [pkg.as_json() for pkg in sorted(packages, key=lambda pkg: pkg.name)]}
     with open(out, "w", encoding="utf-8") as f:
-        json.dump(describe(p.name, p.arch, packages), f, sort_keys=True, indent=1)
+        json.dump(doc, f, sort_keys=True, indent=1)
 
 
-def describe(name: str, arch: str, packages: tuple[LockedPackage, ...]) -> dict[str, Any]:
-    return {"name": name, "architecture": arch, "tree": tree.tree_key(arch, packages),
-            "packages": [p.as_json() for p in sorted(packages, key=lambda p: p.name)]}
+def check_binaries(cache: Cache, document_path: str, tree_dir: str, paths: Sequence[str]) -> None:
+    """InputError for the binaries no package of the sysroot ships, naming the suite's packages that do (from
+    its Contents index, when it can be read), with the hint to add one to `packages`."""
+    fs = Sysroot(tree_dir)
+    missing = [path for path in paths if fs.lookup(path).realpath is None]
+    if not missing:
+        return
+    with open(document_path, encoding="utf-8") as f:
+        doc = json.load(f)
+    name, arch = doc["name"], doc["architecture"]
+    try:
+        dists = f"{(doc['url'] or sources.mirror_for(doc['suite'])).rstrip('/')}/dists/{doc['suite']}"
+        ships = contents.shipped_by(missing, [IndexRef.from_json(c) for c in doc["contents"]], dists, cache,
+                                    offline=fetch.offline())
+    except MinibuildError:
+        ships = {}
+    first = missing[0]
+    causes = tuple(f"`{path}` is shipped by " + ", ".join(f"`{s}`" for s in ships[path]) + f" in `{doc['suite']}`"
+                   for path in missing if path in ships)
+    candidates = ships.get(first)
+    raise InputError(
+        f"`{first}` is in no package of sysroot `{name}` ({arch})"
+        + (f" (nor are {', '.join(f'`{m}`' for m in missing[1:])})" if len(missing) > 1 else ""),
+        causes=causes,
+        hint=(f"add `{candidates[0]}` to `packages` of `[sysroots.{name}]` in workspace.toml, then run "
+              "`minibuild lock`" if candidates else
+              f"add the package that ships it to `packages` of `[sysroots.{name}]` (`apt-file search {first}` "
+              "names it), then run `minibuild lock`"),
+    )
 
 
 def tree_of(cache: Any, document_path: str) -> str:

@@ -43,8 +43,12 @@ class Release:
 
     def index(self, directory: str) -> IndexFile | None:
         """The best compressed form of `<directory>/Packages` the Release lists: xz, then gz, then plain."""
+        return self.best(f"{directory}/Packages")
+
+    def best(self, path: str) -> IndexFile | None:
+        """The smallest form of an index file the Release lists: `.xz`, then `.gz`, then plain."""
         for suffix in (".xz", ".gz", ""):
-            found = self.files.get(f"{directory}/Packages{suffix}")
+            found = self.files.get(path + suffix)
             if found is not None:
                 return found
         return None

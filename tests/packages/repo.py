@@ -140,6 +140,8 @@ class Repo:
             (directory / "Packages").write_text(text)
             (directory / "Packages.xz").write_bytes(lzma.compress(text.encode()))
             (directory / "Packages.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+            contents = run("apt-ftparchive", "contents", "-a", arch, "pool", cwd=self.root)
+            (dists / "main" / f"Contents-{arch}.gz").write_bytes(gzip.compress(contents.encode(), mtime=0))
         release = run("apt-ftparchive", "-o", f"APT::FTPArchive::Release::Suite={SUITE}",
                       "-o", f"APT::FTPArchive::Release::Codename={SUITE}",
                       "-o", f"APT::FTPArchive::Release::Architectures={' '.join(self.archs)}",

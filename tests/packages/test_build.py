@@ -123,3 +123,24 @@ def test_the_workspace_default_can_be_a_package_sysroot(pkg_ws):
     r = _build(pkg_ws)
     assert r.returncode == 0, r.stderr
     assert "/usr/bin/jq" in _files(pkg_ws)
+
+
+def test_a_binary_no_locked_package_ships_names_the_one_that_does(pkg_ws, repo):
+    pkg_ws.write(["jq"], JQ + '\n[[image]]\nname = "hello"\nbinaries = ["/usr/bin/hello", "/bin/syn-script"]\n'
+                 'sysroot = "test"\n')
+    assert run_cli("lock", cwd=pkg_ws.root).returncode == 0
+    r = run_cli("build", "//images:hello", "--no-load", "--offline", cwd=pkg_ws.root)
+    assert r.returncode == 1  # offline and nothing fetched yet
+    _build(pkg_ws)  # the .deb files are in the cache now; the Contents index is not
+    r = run_cli("build", "//images:hello", "--no-load", "--offline", cwd=pkg_ws.root)
+    assert r.returncode == 2
+    assert "`/usr/bin/hello` is in no package of sysroot `test` (amd64) (nor are `/bin/syn-script`)" in r.stderr
+    assert "hint: add the package that ships it to `packages` of `[sysroots.test]` (`apt-file search " \
+           "/usr/bin/hello` names it)" in r.stderr
+    r = run_cli("build", "//images:hello", "--no-load", cwd=pkg_ws.root)
+    assert r.returncode == 2
+    # what apt-ftparchive's Contents index says ships them
+    assert "caused by: `/usr/bin/hello` is shipped by `hello` in `mbtest`" in r.stderr
+    assert "caused by: `/bin/syn-script` is shipped by `syn-files` in `mbtest`" in r.stderr
+    assert "hint: add `hello` to `packages` of `[sysroots.test]` in workspace.toml, then run `minibuild lock`" \
+        in r.stderr and "Traceback" not in r.stderr

@@ -36,6 +36,9 @@ def test_lock_writes_what_apt_would_install_pinned_by_sha256(pkg_ws, repo, tmp_p
     assert locked["jq"]["requested"] and not locked["libc6"]["requested"]
     assert locked["libc6"]["source"] == "glibc"
     assert repo.url not in (pkg_ws.root / "minibuild.lock").read_text()  # the mirror is never written
+    [contents] = json.loads((pkg_ws.root / "minibuild.lock").read_text())["sysroots"]["test"]["contents"]["amd64"]
+    assert contents["path"] == "main/Contents-amd64.gz"
+    assert contents["sha256"] == run("sha256sum", repo.root / "dists" / SUITE / contents["path"]).split()[0]
 
 
 def test_the_lock_is_stable_and_check_sees_staleness(pkg_ws):
