@@ -6,7 +6,8 @@ the packages it holds.
   not ship those links; later ones ship them in base-files, which finds them already there);
 - then each package's `data.tar`, in name order, through the links already in the tree (as dpkg unpacks);
 - no maintainer script runs, so nothing they would make exists: no `update-alternatives` links, no
-  `ld.so.cache`, no CA bundle from `update-ca-certificates` (docs/packages.md says how to add them);
+  `ld.so.cache` (docs/packages.md says what to do instead). One exception: the CA bundle, which TLS clients
+  cannot do without, is made as `update-ca-certificates` makes it on a fresh install;
 - setuid and setgid bits are dropped (the tree is readable by the cache's owner: it must not hand out root).
 
 `<cache>/sysroots/<key>/` is the tree, `<key>.owners.json` maps each path to the package that shipped it.
@@ -30,7 +31,7 @@ from minibuild.errors import BuildError
 from minibuild.packages import deb
 from minibuild.packages.lockfile import LockedPackage
 
-TREE_VERSION = 1
+TREE_VERSION = 2
 # debootstrap's setup_merged_usr: the library directories linked into /usr beyond bin, sbin and lib.
 MERGED_LIB_DIRS = {
     "amd64": ("lib32", "lib64", "libx32"), "i386": ("lib64", "libx32"), "mips64el": ("lib32", "lib64", "libo32"),
@@ -83,7 +84,34 @@ def unpack(cache: Cache, arch: str, packages: Sequence[LockedPackage], root: str
             data = f.read()
         with deb.data_tar(data, where) as tar:
             _Unpacker(root, p.name, owners, where).run(tar)
+    if ca_bundle(root):
+        owners[CA_BUNDLE] = "ca-certificates"
     return owners
+
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def ca_bundle(root: str) -> bool:
+    """Write the CA bundle as `update-ca-certificates` does on a fresh install (every certificate of
+    /usr/share/ca-certificates enabled, listed in C-locale order, each ending in a newline), unless the tree has
+    one or has no certificates. Whether it wrote one."""
+    share = os.path.join(root, "usr/share/ca-certificates")
+    bundle = os.path.join(root, CA_BUNDLE.lstrip("/"))
+    if not os.path.isdir(share) or os.path.lexists(bundle):
+        return False
+    names = sorted((os.path.relpath(os.path.join(d, f), share).encode() for d, _, files in os.walk(share)
+                    for f in files if f.endswith(".crt") and os.path.isfile(os.path.join(d, f))))
+    if not names:
+        return False
+    os.makedirs(os.path.dirname(bundle), exist_ok=True)
+    with open(bundle, "wb") as out:
+        for name in names:
+            with open(os.path.join(share, name.decode()), "rb") as f:
+                data = f.read()
+            out.write(data if data.endswith(b"\n") or not data else data + b"\n")
+    os.chmod(bundle, 0o644)
+    return True
 
 
 class _Unpacker:

@@ -167,3 +167,25 @@ def test_merged_usr_links_are_debootstraps(tmp_path):
     for arch in ("amd64", "i386", "ppc64el", "s390x", "arm64", "armhf", "riscv64"):
         expected = next((dirs for pattern, dirs in table.items() if fnmatch.fnmatch(arch, pattern)), ())
         assert tree.MERGED_LIB_DIRS.get(arch, ()) == expected, arch
+
+
+def test_the_ca_bundle_is_the_one_update_ca_certificates_made_on_this_machine(tmp_path, cache):
+    """The host's /etc/ssl/certs/ca-certificates.crt was written by the real update-ca-certificates (from the same
+    ca-certificates version, downloaded here); it appends the administrator's certificates of
+    /usr/local/share/ca-certificates after Debian's, which are the tree's bundle."""
+    version = run("dpkg-query", "-W", "-f", "${Version}", "ca-certificates")
+    [deb] = apt_download([f"ca-certificates={version}"], tmp_path / "dl")
+    sha = run("sha256sum", deb).split()[0]
+    cache.put_file(str(deb), "sha256:" + sha)
+    locked = LockedPackage("ca-certificates", version, "all", "ca-certificates", "x", os.path.getsize(
+        cache.blob_path("sha256:" + sha)), sha)
+    ours = (Path(tree.ensure_tree(cache, "amd64", [locked])) / "etc/ssl/certs/ca-certificates.crt").read_bytes()
+    local = b""
+    for crt in sorted(run("find", "-L", "/usr/local/share/ca-certificates", "-type", "f", "-name", "*.crt")
+                      .split("\n")) if Path("/usr/local/share/ca-certificates").is_dir() else []:
+        if crt:
+            data = Path(crt).read_bytes()
+            local += data if data.endswith(b"\n") else data + b"\n"
+    host = Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
+    assert host.endswith(local) and host[:len(host) - len(local)] == ours
+    assert ours.count(b"BEGIN CERTIFICATE") > 100

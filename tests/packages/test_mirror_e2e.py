@@ -7,6 +7,7 @@ Needs the network to reach the mirror; where it cannot, this fails (it does not 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -87,3 +88,19 @@ def test_bash_from_the_mirror_locked_built_run_and_rebuilt_elsewhere(tmp_path, d
     assert again.returncode == 0, again.stderr
     assert _digests(second) == digests
     subprocess.run([docker_engine, "rmi", "-f", "minibuild-test/mirror-bash:1"], capture_output=True)
+
+
+def test_the_locked_catalog_example_builds_from_its_lock(tmp_path):
+    """examples/catalog-bookworm, as committed (lock included), in a fresh copy: every image builds from the
+    locked packages, none of them taken from this machine."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "catalog-bookworm"
+    copy = tmp_path / "catalog"
+    shutil.copytree(example, copy, symlinks=False, ignore=shutil.ignore_patterns(".minibuild"))
+    assert run_cli("lock", "--check", cwd=copy).returncode == 0
+    r = run_cli("build", "//...", "--no-load", "--json", cwd=copy, timeout=1800)
+    assert r.returncode == 0, r.stderr
+    targets = r.json()["targets"]
+    assert len(targets) == 35
+    closures = list((copy / ".minibuild/out").rglob("closure.json"))
+    sources = {e["source"] for c in closures for e in json.loads(c.read_text())["entries"] if e.get("source")}
+    assert sources and all(s.startswith(".minibuild/cache/sysroots/") for s in sources)
