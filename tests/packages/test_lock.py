@@ -116,3 +116,16 @@ def test_bad_sysroot_tables_are_one_message_with_the_line(pkg_ws):
 def test_no_sysroot_to_lock_is_an_error(workspace):
     r = run_cli("lock", cwd=workspace.root)
     assert r.returncode == 2 and "declares no package sysroot" in r.stderr
+
+
+def test_a_damaged_lock_is_one_message_and_update_writes_it_anew(pkg_ws):
+    pkg_ws.write(["hello"])
+    (pkg_ws.root / "minibuild.lock").write_text('{"lock_version": 1, "sysroots": {"test": {}}}')
+    for args in ((), ("--check",), ("--update", "hello")):
+        r = _lock(pkg_ws, *args)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "`minibuild.lock` is not a lock minibuild can read: missing key 'resolved'" in r.stderr
+        assert "hint: write it again with `minibuild lock --update`" in r.stderr
+    r = _lock(pkg_ws, "--update")
+    assert r.returncode == 0 and "writing it anew" in r.stderr
+    assert "hello" in _resolved(pkg_ws)

@@ -41,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
                          origin=workspace.config_origin(("sysroots",)),
                          hint='add one: `[sysroots.bookworm]`, `debian = { suite = "bookworm", architectures = '
                               '["amd64"] }`, `packages = ["bash"]` (docs/packages.md)')
-    old = lockfile.read(workspace.root)
+    try:
+        old = lockfile.read(workspace.root)
+    except InputError as exc:
+        if args.update != []:
+            raise
+        ui.warn(f"{exc.message}: writing it anew")  # `lock --update` is the way out of a damaged lock
+        old = None
     if args.check:
         return _check(wanted, old, ui)
     cache, _ = open_cache(workspace)
