@@ -144,3 +144,17 @@ def test_a_binary_no_locked_package_ships_names_the_one_that_does(pkg_ws, repo):
     assert "caused by: `/bin/syn-script` is shipped by `syn-files` in `mbtest`" in r.stderr
     assert "hint: add `hello` to `packages` of `[sysroots.test]` in workspace.toml, then run `minibuild lock`" \
         in r.stderr and "Traceback" not in r.stderr
+
+
+def test_why_size_and_probe_work_on_a_package_sysroot(pkg_ws):
+    pkg_ws.write(["jq"], JQ + 'probe = [["/usr/bin/jq", "--version"]]\n')
+    assert run_cli("lock", cwd=pkg_ws.root).returncode == 0
+    r = _build(pkg_ws)
+    assert r.returncode == 0, r.stderr
+    closure = json.loads((pkg_ws.root / ".minibuild/out/images/jq/closure.json").read_text())
+    assert closure["probe"][0]["exit_code"] == 0 and closure["probe"][0]["output"].startswith("jq-1.")
+    onig = next(f for f in _files(pkg_ws) if "/libonig.so." in f and f.count(".") > 3)
+    why = run_cli("why", "//images:jq", onig, cwd=pkg_ws.root)
+    assert why.returncode == 0 and "DT_NEEDED `libonig.so.5`" in why.stdout + why.stderr
+    size = run_cli("size", "//images:jq", "--json", cwd=pkg_ws.root)
+    assert size.returncode == 0 and size.json()["total"]["images"] == 1
