@@ -301,8 +301,9 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     platforms = a.platforms or ([] if not base or len(base.platforms) == 1 else [p.platform for p in base.platforms])
     multi = len(platforms) > 1
     built = []
-    for platform in platforms or [None]:
-        prefix = platform.replace("/", "_") + "." if multi else ""
+    each: list[str | None] = [*platforms] or [None]  # None: the workspace's sysroot, no platform named
+    for platform in each:
+        prefix = platform.replace("/", "_") + "." if multi and platform else ""
         base_image = base.for_platform(platform) if base else None
         if base and base_image is None:
             raise ctx.fail(f"base `{a.base}` has no image for platform `{platform}`", "base")
