@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from minibuild import __version__
 from minibuild.errors import MinibuildError
@@ -42,7 +43,7 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors are exit 2 with one clear line
+    def error(self, message: str) -> NoReturn:  # usage errors are exit 2 with one clear line
         self.print_usage(sys.stderr)
         sys.stderr.write(f"error: {message}\nhint: `{self.prog} --help` lists the options\n")
         raise SystemExit(2)

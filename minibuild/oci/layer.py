@@ -390,7 +390,7 @@ def _add_file(tar: tarfile.TarFile, entry: TreeEntry, epoch: int) -> None:
         size = os.fstat(f.fileno()).st_size
         reader = SourceReader(f, entry.source, f"content of `{entry.path}`")
         try:
-            tar.addfile(tar_info(entry, size, epoch), reader)  # type: ignore[arg-type]
+            tar.addfile(tar_info(entry, size, epoch), reader)
         except OSError as exc:
             # Reads and writes translate their own errors; tarfile raises this one when the file ended early.
             raise BuildError(f"source file `{entry.source}` shrank while it was being read ({exc})") from exc

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from minibuild.label import Label
     from minibuild.workspace import Target
 
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         found = {ct.label for ct in analysis.order(labels)}
     else:
         universe = analysis.order(analysis.expand([args.universe], here))
-        dependents: dict[object, set[object]] = {}
+        dependents: dict[Label, set[Label]] = {}
         for ct in universe:
             for _, dep in ct.deps:
                 dependents.setdefault(dep, set()).add(ct.label)
