@@ -46,6 +46,11 @@ def human(n: float) -> str:
 def error(exc: MinibuildError) -> None:
     """`error: ...`, then where, the causes and a hint, readable without colour."""
     console.print(Text("error: ", style="bold red") + Text(exc.message))
+    _details(exc)
+
+
+def _details(exc: MinibuildError) -> None:
+    """Where, the causes and the hint of an error, one line each."""
     if exc.origin:
         console.print(Text(f"  --> {exc.origin}", style="cyan"))
     for cause in exc.causes:
@@ -59,12 +64,7 @@ def build_failure(failures: list[tuple[Any, BaseException]]) -> None:
         console.print(Text("error: ", style="bold red") + Text(f"cannot build `{label}`"))
         if isinstance(exc, MinibuildError):
             console.print(Text(f"  caused by: {exc.message}"))
-            if exc.origin:
-                console.print(Text(f"  --> {exc.origin}", style="cyan"))
-            for cause in exc.causes:
-                console.print(Text(f"  caused by: {cause}"))
-            if exc.hint:
-                console.print(Text("hint: ", style="bold yellow") + Text(exc.hint))
+            _details(exc)
         else:
             bug(exc)
 

@@ -37,7 +37,6 @@ def parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-
     options = elf.ResolveOptions(
         env=parse_env(args.env), workdir=args.workdir, cpu_level=args.cpu_level, platform=args.platform,
         check_versions=not args.no_check_versions, allow_missing=args.allow_missing,

@@ -49,7 +49,6 @@ def _side(ref: str, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-
     if args.after and args.against:
         raise InputError("give either a second image or `--against`, not both")
     if args.after:

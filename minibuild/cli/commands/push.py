@@ -26,7 +26,6 @@ def _size(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-
     p.add_argument("label", metavar="LABEL", help="the image target to push")
     p.add_argument("--to", required=True, metavar="REFERENCE",
                    help="where to push: `registry[:port]/name[:tag]` (tag default `latest`)")

@@ -14,7 +14,6 @@ from minibuild.errors import EngineError, InputError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-
     add_build_arguments(p)
     p.add_argument("--docker-arg", action="append", default=[], metavar="ARG",
                    help="an extra argument for `docker run` (repeatable), e.g. `--docker-arg=--network=none`")
@@ -24,7 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     workspace, images = build_images([args.label], args)
     if len(images) != 1:
         raise InputError(f"`{args.label}` names {len(images)} images; `run` needs exactly one",

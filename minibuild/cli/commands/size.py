@@ -18,7 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     _, records = build_records(args.patterns, args)
     report = sizes(records)
     if args.json:
