@@ -6,6 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from minibuild.cache_gc import parse_size
+
 
 class PlatformConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -24,7 +26,7 @@ class RulesSection(BaseModel):
 
 
 class CacheSection(BaseModel):
-    """`[cache]`: the remote cache shared by a team (docs/remote-cache.md)."""
+    """`[cache]`: the remote cache shared by a team (docs/remote-cache.md), the local cache's limit (docs/cache.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     remote: str | None = None  # http(s)://host/path (Bazel HTTP cache), grpc(s)://host:port (REAPI v2)
@@ -35,6 +37,12 @@ class CacheSection(BaseModel):
     ca_file: str | None = None  # a private CA's certificates (PEM), for https:// and grpcs://
     timeout: float = Field(default=10.0, gt=0, le=3600)  # seconds for one request
     connections: int = Field(default=8, ge=1, le=64)  # requests at once
+    max_size: int | None = None  # bytes ("5GiB" in TOML): the local cache is cut to it after a build that ran actions
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _max_size(cls, v: object) -> int | None:
+        return None if v is None else parse_size(v)
 
 
 class DebianSource(BaseModel):
