@@ -1,6 +1,6 @@
 """Which remote cache a build uses: the command line over the environment over `[cache]` of workspace.toml.
 
-    --remote-cache URL / MINIBUILD_REMOTE_CACHE / [cache] remote      http(s)://, grpc(s)://
+    --remote-cache URL / MINIBUILD_REMOTE_CACHE / [cache] remote      http(s)://, grpc(s)://, oci://
     --remote-cache-read-only / MINIBUILD_REMOTE_CACHE_READ_ONLY=1 / [cache] write = false
     --no-remote-cache / MINIBUILD_REMOTE_CACHE=off
     MINIBUILD_REMOTE_CACHE_INSTANCE / [cache] instance               the REAPI instance name
@@ -24,7 +24,7 @@ from minibuild.errors import InputError
 from minibuild.remote_cache import RemoteSettings
 from minibuild.workspace import WORKSPACE_FILE, Workspace
 
-SCHEMES = ("http", "https", "grpc", "grpcs")
+SCHEMES = ("http", "https", "grpc", "grpcs", "oci")
 ENV_URL = "MINIBUILD_REMOTE_CACHE"
 ENV_READ_ONLY = "MINIBUILD_REMOTE_CACHE_READ_ONLY"
 ENV_INSTANCE = "MINIBUILD_REMOTE_CACHE_INSTANCE"
@@ -102,7 +102,8 @@ def remote_settings(workspace: Workspace, choice: RemoteChoice,
     if scheme not in SCHEMES:
         shown, _ = split_credentials(url) if "@" in url else (url, ())
         raise InputError(f"remote cache `{shown}`: the scheme must be one of {', '.join(SCHEMES)}",
-                         hint="e.g. `http://127.0.0.1:8080/cache` (Bazel HTTP cache) or `grpc://127.0.0.1:50051`")
+                         hint="e.g. `http://127.0.0.1:8080/cache` (Bazel HTTP cache), `grpc://127.0.0.1:50051` "
+                              "(REAPI) or `oci://127.0.0.1:5000/team/cache` (an OCI registry)")
     url, headers = split_credentials(url)
     headers += _headers(workspace, env, cache.headers_file if cache else None)
     write = (cache.write if cache else True) and not choice.read_only and not _truthy(env.get(ENV_READ_ONLY))
