@@ -14,11 +14,13 @@ from typing import Literal
 from pydantic import field_validator
 
 from minibuild.actions import Artifact
+from minibuild.errors import InputError
 from minibuild.executor import ActionRun
 from minibuild.image import assemble, closure, layers
 from minibuild.image.params import (
     ClosureParams,
     ConfigParams,
+    DpkgStatusParams,
     FileParam,
     ImageParams,
     IndexParams,
@@ -29,7 +31,7 @@ from minibuild.image.params import (
     TreeParam,
     names,
 )
-from minibuild.packages import materialize
+from minibuild.packages import installed, materialize
 from minibuild.packages.materialize import SysrootParams
 from minibuild.packages.spec import SysrootSpec
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
@@ -139,6 +141,9 @@ class ImageAttrs(Attrs):
     """Sysroot directories copied with the ELF closure of every ELF file in them: `{ src, exclude }`."""
     ld_so_cache: bool = False
     """An `/etc/ld.so.cache` listing the image's libraries, for programs that `dlopen` by bare soname."""
+    dpkg_status: bool = False
+    """`/var/lib/dpkg/status.d/<package>` (and `.md5sums`) for each Debian package whose files the image holds, as
+    distroless images have them, so image scanners see the packages (docs/packages.md)."""
     allow_secrets: bool = False
     """Ship files that look like private keys or credentials (by default they stop the build)."""
     keep_setuid: bool = False
@@ -260,7 +265,22 @@ def prepare_sysroot(run: ActionRun[SysrootParams]) -> None:
 
 def write_layers(run: ActionRun[LayersParams]) -> None:
     """Layers: the image's files cut into layers, stored; layers.json describes them."""
-    layers.write_layers(run)
+    spec = run.params.dpkg_status
+    if spec is None:
+        layers.write_layers(run)
+    elif spec.document is not None:
+        layers.write_layers(run, dpkg=installed.PackageSysroot.read(run.input(spec.document)))
+    else:
+        db = installed.DpkgDatabase(run.host_path(spec.sysroot))
+        if not db.found:
+            raise InputError(f"`{run.action.owner}` sets `dpkg_status`, but sysroot `{spec.sysroot}` has no dpkg "
+                             "database (`var/lib/dpkg/status`)",
+                             hint="take the programs from a package sysroot (docs/packages.md), or drop "
+                                  "`dpkg_status`")
+        try:
+            layers.write_layers(run, dpkg=db)
+        finally:
+            run.discover(*db.read)  # a package installed or upgraded on the host writes the image anew
 
 
 def write_image(run: ActionRun[ImageParams]) -> None:
@@ -385,11 +405,13 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
             closure=closure_out, files=_file_params(files), user=a.user, base_layers=base.layers if base else None,
             layering=a.layering, ld_so_cache=a.ld_so_cache, allow_secrets=a.allow_secrets,
             keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
-            epoch=ctx.epoch,
+            epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,
         ),
-        inputs=[closure_out, *([base.layers] if base else []), *sorted({e.artifact for e in files})],
+        inputs=[closure_out, *([base.layers] if base else []), *sorted({e.artifact for e in files}),
+                *([package_sysroot] if a.dpkg_status and package_sysroot else [])],
         outputs=[layers_out],
         description=f"writing the layers of `{ctx.label}`{where}",
+        discovers_inputs=a.dpkg_status and package_sysroot is None,  # the host's dpkg database
     )
     config, manifest = ctx.actions.declare(prefix + "config.json"), ctx.actions.declare(prefix + "manifest.json")
     tarball = ctx.actions.declare(prefix + "image.tar") if write_tarball else None
@@ -407,7 +429,7 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
         description=f"writing the image `{tag}`{where}",
     )
     return PlatformImage(platform=platform or "", closure=closure_out, layers=layers_out, config=config,
-                         manifest=manifest)
+                         manifest=manifest, sysroot=sysroot, sysroot_document=package_sysroot)
 
 
 def _sysroot(ctx: RuleContext[ImageAttrs], platform: str | None) -> tuple[str, Artifact | None]:

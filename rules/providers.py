@@ -42,6 +42,10 @@ class PlatformImage:
     layers: Artifact
     config: Artifact
     manifest: Artifact
+    # Where its files came from (what `minibuild sbom` reads): a host sysroot as the workspace names it, or a
+    # package sysroot ("bookworm (amd64)") and its sysroot.json.
+    sysroot: str = ""
+    sysroot_document: Artifact | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from minibuild.errors import BuildError, InputError
 from minibuild.executor import ActionRun
 from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
+from minibuild.image.runtime.dpkg_status import Owners
 from minibuild.image.tree import GROUPS, ImageTree, build_tree
 from minibuild.oci.layer import write_layer
 
@@ -27,12 +28,13 @@ _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: sh
             "app": "minibuild: binaries and files"}
 
 
-def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any]) -> tuple[ImageTree, dict[str, str]]:
+def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any],
+                dpkg: Owners | None) -> tuple[ImageTree, dict[str, str]]:
     """The image's tree (secrets refused, setuid bits dropped unless asked) and each path's layer group."""
     p = run.params
     files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
               "digest": run.digest(run.input(f.input))} for f in p.files]
-    tree, groups = build_tree(closure, files, run.inputs, p.user, p.ld_so_cache, root=run.root)
+    tree, groups = build_tree(closure, files, run.inputs, p.user, p.ld_so_cache, root=run.root, dpkg=dpkg)
     if not p.allow_secrets:
         _refuse_secrets(tree, run.action.owner)
     if not p.keep_setuid:
@@ -56,10 +58,11 @@ def _layer_document(group: str, layer: Any, entries: list[TreeEntry]) -> dict[st
     }
 
 
-def write_layers(run: ActionRun[LayersParams]) -> None:
+def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> None:
+    """`dpkg`: who owns the sysroot's files, when the image writes its dpkg status (`dpkg_status`)."""
     p = run.params
     closure = read_json(run.input(p.closure))
-    tree, groups = _image_tree(run, closure)
+    tree, groups = _image_tree(run, closure, dpkg)
     # What the base image already has, byte for byte, is not written again.
     base_layers = read_json(run.input(p.base_layers))["layers"] if p.base_layers is not None else []
     below = {f["path"]: f for f in image_files({"layers": base_layers})}

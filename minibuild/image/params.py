@@ -75,6 +75,14 @@ class ClosureParams:
 
 
 @dataclass(frozen=True)
+class DpkgStatusParams:
+    """`dpkg_status = true`: where the Layers action learns which package owns each file of the sysroot."""
+
+    sysroot: str  # a host sysroot as the workspace names it: its dpkg database is read
+    document: Artifact | None = None  # a package sysroot's sysroot.json instead (`sysroot` is then its name)
+
+
+@dataclass(frozen=True)
 class LayersParams:
     closure: Artifact
     files: tuple[FileParam, ...]
@@ -88,6 +96,7 @@ class LayersParams:
     compression: str  # "gzip" | "zstd" | "none"
     gzip_level: int
     epoch: int
+    dpkg_status: DpkgStatusParams | None = None
 
 
 @dataclass(frozen=True)

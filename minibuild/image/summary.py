@@ -17,6 +17,8 @@ from minibuild.image.platform import host_architecture
 from minibuild.oci.layout import write_layout
 from minibuild.oci.spec import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, Descriptor
 
+SUMMARY_VERSION = 2  # 2: each platform's layers.json and sysroot
+
 
 def write_summary(info: Any, target: BuiltTarget) -> dict[str, Any]:
     """Write the OCI layout of a built image (`info`: its ImageInfo) from stored blobs, and describe the
@@ -31,7 +33,7 @@ def write_summary(info: Any, target: BuiltTarget) -> dict[str, Any]:
     oci_dir = os.path.join(dest, "oci")
     summary_path = os.path.join(dest, "summary.json")
     # Any output of the target changing (layers.json carries max_size, say) makes the summary stale.
-    outputs_key = sha256_bytes(json.dumps(sorted(b.digest for b in outputs.values())).encode())
+    outputs_key = sha256_bytes(json.dumps([SUMMARY_VERSION, sorted(b.digest for b in outputs.values())]).encode())
     summary = _read_summary(summary_path, outputs_key)
     if (summary is not None and _layout_is(os.path.join(oci_dir, "index.json"), top.digest)
             and _blobs_are_stored(cache, oci_dir, summary.get("blobs", []))):
@@ -61,8 +63,7 @@ def write_summary(info: Any, target: BuiltTarget) -> dict[str, Any]:
         "tag": info.tag,
         "digest": top.digest,
         "config_digest": outputs[loaded[0].config.name].digest,
-        "platforms": [{"platform": f"linux/{arch}", "manifest": outputs[i.manifest.name].digest}
-                      for i, _, arch in described],
+        "platforms": [_platform(i, arch, outputs[i.manifest.name].digest, rel) for i, _, arch in described],
         "files": files,
         "size": sum(f["size"] for f in files),
         "compressed_size": sum(d["size"] for d in layers["layers"]),
@@ -80,6 +81,17 @@ def write_summary(info: Any, target: BuiltTarget) -> dict[str, Any]:
     os.replace(summary_path + ".tmp", summary_path)
     history.record(target.state_dir, target.label, summary)  # so `minibuild diff` can compare with this build
     return summary
+
+
+def _platform(image: Any, arch: str, manifest: str, rel: str) -> dict[str, Any]:
+    """One platform of the image: its manifest, its layers.json and where its files came from (a host sysroot, or
+    a package sysroot's sysroot.json), as `minibuild sbom` reads them."""
+    out = {"platform": f"linux/{arch}", "manifest": manifest, "layers": os.path.join(rel, image.layers.name)}
+    if image.sysroot_document is not None:
+        out["sysroot_document"] = os.path.join(rel, image.sysroot_document.name)
+    elif image.sysroot:
+        out["sysroot"] = image.sysroot
+    return out
 
 
 def _blobs_are_stored(cache: Cache, oci_dir: str, digests: list[str]) -> bool:

@@ -1,6 +1,7 @@
 """The parts of a `.deb` (deb(5)): an `ar` archive of `debian-binary`, `control.tar.*` and `data.tar.*`.
 
-Only `data.tar` is read: it holds the files; the control part's maintainer scripts are never run.
+`data.tar` holds the files; of the control part only `control` and `md5sums` are read (they describe the
+package in an image's dpkg status, docs/packages.md); its maintainer scripts are never run.
 """
 
 from __future__ import annotations
@@ -68,14 +69,18 @@ def data_tar(data: bytes, where: str) -> tarfile.TarFile:
     raise BuildError(f"`{where}` has no `data.tar` member")
 
 
-def control_fields(data: bytes, where: str) -> str:
-    """The text of the package's `control` file (from `control.tar.*`)."""
+def control_files(data: bytes, where: str, names: tuple[str, ...] = ("control", "md5sums")) -> dict[str, str]:
+    """The text of the `control.tar.*` members named (those the package has): `control`, `md5sums`..."""
     for name, payload in members(data, where):
         if name.startswith("control.tar"):
+            found = {}
             with tarfile.open(fileobj=io.BytesIO(_decompress(name, payload, where)), mode="r:") as tar:
                 for member in tar.getmembers():
-                    if member.name.lstrip("./") == "control" and member.isfile():
-                        extracted = tar.extractfile(member)
-                        if extracted is not None:
-                            return extracted.read().decode("utf-8", errors="replace")
-    raise BuildError(f"`{where}` has no `control` file")
+                    short = member.name.lstrip("./")
+                    extracted = tar.extractfile(member) if short in names and member.isfile() else None
+                    if extracted is not None:
+                        found[short] = extracted.read().decode("utf-8", errors="replace")
+            if "control" not in found:
+                raise BuildError(f"`{where}` has no `control` file")
+            return found
+    raise BuildError(f"`{where}` has no `control.tar` member")

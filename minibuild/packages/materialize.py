@@ -2,6 +2,8 @@
 
 It reads `minibuild.lock` as a discovered input (a change re-runs it; the same packages write the same
 sysroot.json, so nothing after it runs again), refuses a stale lock, fetches what the store lacks and unpacks.
+sysroot.json names the tree and describes each package: its lock entry, its `control` and `md5sums` files and the
+paths it shipped (installed.py reads them).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from minibuild.cache import Cache
 from minibuild.elf.sysroot import Sysroot
 from minibuild.errors import BuildError, InputError, MinibuildError
 from minibuild.packages import contents, fetch, lockfile, sources, tree
-from minibuild.packages.lockfile import IndexRef
+from minibuild.packages.lockfile import IndexRef, LockedPackage
 from minibuild.packages.spec import Request
 
 
@@ -48,12 +50,25 @@ def prepare(run: Any) -> None:
     run.discover(path)
     [out] = run.outputs.values()
     locked = lock.sysroots[p.name]
-    doc = {"name": p.name, "architecture": p.arch, "tree": tree.tree_key(p.arch, packages),
+    key = tree.tree_key(p.arch, packages)
+    doc = {"name": p.name, "architecture": p.arch, "tree": key,
            "suite": p.request.suite, "url": p.url,  # the workspace's own words: the same in every clone
            "contents": [c.as_json() for c in locked.contents.get(p.arch, ())],
-           "packages": [pkg.as_json() for pkg in sorted(packages, key=lambda pkg: pkg.name)]}
+           "packages": _described(run.cache, key, packages)}
     with open(out, "w", encoding="utf-8") as f:
         json.dump(doc, f, sort_keys=True, indent=1)
+
+
+def _described(cache: Cache, key: str, packages: Sequence[LockedPackage]) -> list[dict[str, Any]]:
+    """Each package's lock entry with what unpacking it recorded: its `control` and `md5sums` files and the paths
+    of the tree it shipped (what `minibuild sbom` and `dpkg_status` say of an image's files; installed.py)."""
+    owners, control = tree.records(cache, key)
+    shipped: dict[str, list[str]] = {}
+    for path, name in sorted(owners.items()):
+        shipped.setdefault(name, []).append(path)
+    return [{**pkg.as_json(), "control": control[pkg.name]["control"],
+             "md5sums": control[pkg.name].get("md5sums", ""), "files": shipped.get(pkg.name, [])}
+            for pkg in sorted(packages, key=lambda pkg: pkg.name)]
 
 
 def check_binaries(cache: Cache, document_path: str, tree_dir: str, paths: Sequence[str]) -> None:

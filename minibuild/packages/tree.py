@@ -10,8 +10,10 @@ the packages it holds.
   cannot do without, is made as `update-ca-certificates` makes it on a fresh install;
 - setuid and setgid bits are dropped (the tree is readable by the cache's owner: it must not hand out root).
 
-`<cache>/sysroots/<key>/` is the tree, `<key>.owners.json` maps each path to the package that shipped it.
-The tree is written to a temporary directory and renamed into place, so it is whole or absent.
+`<cache>/sysroots/<key>/` is the tree, `<key>.owners.json` maps each path to the package that shipped it and
+`<key>.control.json` holds each package's `control` and `md5sums` files, so that what an image's SBOM and dpkg
+status say of its packages never needs a `.deb` read again. The tree is written to a temporary directory and
+renamed into place (the two records first), so it is whole or absent.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from minibuild.errors import BuildError
 from minibuild.packages import deb
 from minibuild.packages.lockfile import LockedPackage
 
-TREE_VERSION = 2
+TREE_VERSION = 3  # 3: the control records
 # debootstrap's setup_merged_usr: the library directories linked into /usr beyond bin, sbin and lib.
 MERGED_LIB_DIRS = {
     "amd64": ("lib32", "lib64", "libx32"), "i386": ("lib64", "libx32"), "mips64el": ("lib32", "lib64", "libo32"),
@@ -61,9 +63,10 @@ def ensure_tree(cache: Cache, arch: str, packages: Sequence[LockedPackage]) -> s
         os.makedirs(os.path.dirname(path), exist_ok=True)
         work = tempfile.mkdtemp(dir=os.path.join(cache.root, "tmp"), prefix="sysroot-")
         try:
-            owners = unpack(cache, arch, packages, work)
-            with open(path + ".owners.json", "w", encoding="utf-8") as f:
-                json.dump(owners, f, sort_keys=True, separators=(",", ":"))
+            owners, control = unpack(cache, arch, packages, work)
+            for suffix, record in ((".owners.json", owners), (".control.json", control)):
+                with open(path + suffix, "w", encoding="utf-8") as f:
+                    json.dump(record, f, sort_keys=True, separators=(",", ":"))
             os.rename(work, path)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -71,22 +74,36 @@ def ensure_tree(cache: Cache, arch: str, packages: Sequence[LockedPackage]) -> s
     return path
 
 
-def unpack(cache: Cache, arch: str, packages: Sequence[LockedPackage], root: str) -> dict[str, str]:
-    """Lay out merged /usr in `root`, then unpack every package into it; {in-image path: package name}."""
+def records(cache: Cache, key: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """What unpacking the tree `key` recorded: {path: package that shipped it}, {package: {"control": text,
+    "md5sums": text}}."""
+    path = tree_path(cache, key)
+    with open(path + ".owners.json", encoding="utf-8") as f:
+        owners = json.load(f)
+    with open(path + ".control.json", encoding="utf-8") as f:
+        return owners, json.load(f)
+
+
+def unpack(cache: Cache, arch: str, packages: Sequence[LockedPackage],
+           root: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Lay out merged /usr in `root`, then unpack every package into it; {in-image path: package name} and
+    {package name: its `control` and `md5sums` files}."""
     os.chmod(root, 0o755)
     for name in ("bin", "sbin", "lib", *MERGED_LIB_DIRS.get(arch, ())):
         os.makedirs(os.path.join(root, "usr", name), mode=0o755, exist_ok=True)
         os.symlink(f"usr/{name}", os.path.join(root, name))
     owners: dict[str, str] = {}
+    control: dict[str, dict[str, str]] = {}
     for p in sorted(packages, key=lambda p: p.name):
         where = f"{p.deb_name}.deb"
         with open(cache.blob_path("sha256:" + p.sha256), "rb") as f:
             data = f.read()
         with deb.data_tar(data, where) as tar:
             _Unpacker(root, p.name, owners, where).run(tar)
+        control[p.name] = deb.control_files(data, where)
     if ca_bundle(root):
         owners[CA_BUNDLE] = "ca-certificates"
-    return owners
+    return owners, control
 
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

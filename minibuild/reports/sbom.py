@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import re
 import time
 import uuid
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from minibuild import __version__
+from minibuild.packages.installed import DebPackage, DpkgDatabase, PackageSysroot
 from minibuild.reports.diff import files_from_layout
-from minibuild.reports.dpkg import DebPackage, DpkgDatabase
+from minibuild.reports.dpkg import load_licenses
 
 NOASSERTION = "NOASSERTION"
 
@@ -69,6 +71,20 @@ def declared_license(pkg: DebPackage) -> str:
 
 
 @dataclass(frozen=True)
+class Subject:
+    """What else a document says of the image: which platform of a multi-platform image it describes, and the
+    mirror a package sysroot's `.deb` files are downloaded from (their download location)."""
+
+    platform: str | None = None
+    manifest: str | None = None  # that platform's manifest digest
+    mirror: str | None = None
+
+
+def deb_url(p: DebPackage, mirror: str | None) -> str | None:
+    return f"{mirror.rstrip('/')}/{p.deb.path}" if mirror and p.deb is not None else None
+
+
+@dataclass(frozen=True)
 class ImageFile:
     path: str
     size: int
@@ -80,27 +96,30 @@ class ImageFile:
     dpkg_verified: bool | None  # the md5 dpkg recorded matches (None: dpkg recorded none)
 
 
-def collect(summary: dict[str, Any], layout_dir: str, sysroot: str) -> tuple[list[ImageFile], list[DebPackage]]:
-    """The image's regular files (hashed from its layers) and the installed Debian packages they belong to."""
-    files, _, _ = files_from_layout(layout_dir, extra_hashes=("sha1", "md5"))
-    reasons = {f["path"]: f.get("reason", "") for f in summary["files"]}
-    db = DpkgDatabase(sysroot)
+def collect(layout_dir: str, installed: DpkgDatabase | PackageSysroot, *, platform: str | None = None,
+            reasons: dict[str, str] | None = None,
+            license_root: str | None = None) -> tuple[list[ImageFile], list[DebPackage]]:
+    """The image's regular files (hashed from its layers; of `platform` in a multi-platform layout) and the Debian
+    packages they belong to: a host sysroot's installed ones, or a package sysroot's locked ones. Licenses come from
+    the copyright files under `license_root` (the sysroot, or the package sysroot's unpacked tree)."""
+    files, _, _ = files_from_layout(layout_dir, platform, extra_hashes=("sha1", "md5"))
     used: dict[str, DebPackage] = {}
     out = []
     for path in sorted(files):
         f = files[path]
         if f["kind"] != "file":
             continue
-        pkg = db.owner(path)
+        pkg = installed.owner(path)
         verified = None
         if pkg is not None:
             if pkg.name not in used:
-                db.load_details(pkg)
+                if license_root is not None:
+                    load_licenses(pkg, license_root)
                 used[pkg.name] = pkg
-            recorded = pkg.md5sums.get(path)
+            recorded = pkg.md5(path)
             verified = None if recorded is None else recorded == f["md5"]
-        out.append(ImageFile(path, f["size"], f["sha1"], f["digest"].split(":")[1], f["md5"], reasons.get(path, ""),
-                             pkg.name if pkg else None, verified))
+        out.append(ImageFile(path, f["size"], f["sha1"], f["digest"].split(":")[1], f["md5"],
+                             (reasons or {}).get(path, ""), pkg.name if pkg else None, verified))
     return out, sorted(used.values(), key=lambda p: p.name)
 
 
@@ -125,8 +144,9 @@ def _file_type(f: ImageFile) -> list[str]:
     return ["BINARY"] if ("/bin/" in f.path or ".so" in f.path) else ["OTHER"]
 
 
-def _spdx_package(p: DebPackage, spdx_id: str, refs: set[str]) -> dict[str, Any]:
-    """One Debian package of the image; the LicenseRefs its license uses are added to `refs`."""
+def _spdx_package(p: DebPackage, spdx_id: str, refs: set[str], mirror: str | None) -> dict[str, Any]:
+    """One Debian package of the image; the LicenseRefs its license uses are added to `refs`. A package sysroot's
+    carries its `.deb`: file name, SHA256 and URL in the archive."""
     declared = declared_license(p)
     refs.update(re.findall(r"LicenseRef-[A-Za-z0-9.-]+", declared))
     entry: dict[str, Any] = {
@@ -149,6 +169,11 @@ def _spdx_package(p: DebPackage, spdx_id: str, refs: set[str]) -> dict[str, Any]
         entry["sourceInfo"] = f"built from Debian source package {p.source}"
     if p.homepage:
         entry["homepage"] = p.homepage
+    if p.deb is not None:
+        entry["packageFileName"] = posixpath.basename(p.deb.path)
+        entry["checksums"] = [{"algorithm": "SHA256", "checksumValue": p.deb.sha256}]
+        entry["downloadLocation"] = deb_url(p, mirror) or NOASSERTION
+        entry["comment"] = f"pinned in minibuild.lock: {p.deb.path} ({p.deb.size} bytes)"
     return entry
 
 
@@ -171,10 +196,13 @@ def _spdx_file(f: ImageFile, spdx_id: str) -> dict[str, Any]:
     return entry
 
 
-def spdx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: list[DebPackage]) -> dict[str, Any]:
-    """An SPDX 2.3 JSON document describing the image as a package that contains Debian packages and files."""
+def spdx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: list[DebPackage],
+         subject: Subject = Subject()) -> dict[str, Any]:
+    """An SPDX 2.3 JSON document describing the image (one platform of it) as a package that contains Debian
+    packages and files."""
     digest = summary["digest"]
-    name = label.lstrip("/").replace(":", "/")
+    name = label.lstrip("/").replace(":", "/") + (f"/{subject.platform}" if subject.platform else "")
+    on = f" for {subject.platform} (manifest {subject.manifest})" if subject.platform else ""
     image_id = "SPDXRef-Image"
     file_ids = {f.path: _spdx_id("File", f.path) for f in files}
     pkg_ids = {p.name: _spdx_id("Package-deb", p.name) for p in packages}
@@ -195,10 +223,10 @@ def spdx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: 
         "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
                           "referenceLocator": f"pkg:oci/{(repo or name).rsplit('/', 1)[-1]}@"
                                               f"{digest.replace(':', '%3A')}?tag={tag or 'latest'}"}],
-        "comment": f"OCI image {summary.get('tag', '')} built by minibuild from {label}",
+        "comment": f"OCI image {summary.get('tag', '')} built by minibuild from {label}{on}",
     }]
     refs: set[str] = set()
-    doc_packages += [_spdx_package(p, pkg_ids[p.name], refs) for p in packages]
+    doc_packages += [_spdx_package(p, pkg_ids[p.name], refs, subject.mirror) for p in packages]
     doc_files = [_spdx_file(f, file_ids[f.path]) for f in files]
     relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
                       "relatedSpdxElement": image_id}]
@@ -210,7 +238,7 @@ def spdx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: 
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
-        "name": f"{label}@{digest}",
+        "name": f"{label}@{digest}" + (f" {subject.platform}" if subject.platform else ""),
         "documentNamespace": f"https://minibuild.invalid/spdx/{name}/{digest.split(':')[1]}",
         "creationInfo": {"created": _created(), "creators": [f"Tool: minibuild-{__version__}"]},
         "documentDescribes": [image_id],
@@ -227,11 +255,15 @@ def spdx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: 
     return doc
 
 
-def cyclonedx(label: str, summary: dict[str, Any], files: list[ImageFile],
-              packages: list[DebPackage]) -> dict[str, Any]:
-    """A CycloneDX 1.5 JSON BOM: the image as the subject, Debian packages with their files nested, and
-    the files no package owns."""
+def cyclonedx(label: str, summary: dict[str, Any], files: list[ImageFile], packages: list[DebPackage],
+              subject: Subject = Subject()) -> dict[str, Any]:
+    """A CycloneDX 1.5 JSON BOM: the image (one platform of it) as the subject, Debian packages with their files
+    nested (a package sysroot's with its `.deb`'s SHA-256 and URL), and the files no package owns."""
     digest = summary["digest"]
+    image: dict[str, Any] = {"type": "container", "bom-ref": "image", "name": label, "version": digest}
+    if subject.platform:
+        image["properties"] = [{"name": "minibuild:platform", "value": subject.platform},
+                               {"name": "minibuild:manifest", "value": subject.manifest or ""}]
 
     def file_component(f: ImageFile) -> dict[str, Any]:
         return {"type": "file", "bom-ref": f"file:{f.path}", "name": f.path,
@@ -250,17 +282,22 @@ def cyclonedx(label: str, summary: dict[str, Any], files: list[ImageFile],
             comp["licenses"] = [{"expression": declared}]
         if p.maintainer:
             comp["supplier"] = {"name": p.maintainer}
+        if p.deb is not None:
+            comp["hashes"] = [{"alg": "SHA-256", "content": p.deb.sha256}]
+            url = deb_url(p, subject.mirror)
+            if url:
+                comp["externalReferences"] = [{"type": "distribution", "url": url}]
         components.append(comp)
     components += [file_component(f) for f in files if f.package is None]
     return {
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
-        "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'minibuild:' + digest)}",
+        "serialNumber": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, 'minibuild:' + digest + (subject.platform or ''))}",
         "version": 1,
         "metadata": {
             "timestamp": _created(),
             "tools": {"components": [{"type": "application", "name": "minibuild", "version": __version__}]},
-            "component": {"type": "container", "bom-ref": "image", "name": label, "version": digest},
+            "component": image,
         },
         "components": components,
         "dependencies": [{"ref": "image", "dependsOn": [p.purl for p in packages]}],

@@ -6,11 +6,16 @@ import argparse
 import json
 import os
 import sys
+from typing import Any
 
+from minibuild.build import open_cache
 from minibuild.cli.commands import common
 from minibuild.cli.commands.common import build_records
-from minibuild.errors import InputError
+from minibuild.errors import InputError, MinibuildError
+from minibuild.image.documents import image_files, read_json
 from minibuild.image.platform import host_architecture
+from minibuild.packages import sources, tree
+from minibuild.packages.installed import DpkgDatabase, PackageSysroot
 from minibuild.reports import sbom
 
 
@@ -18,8 +23,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("label", help="an image target")
     p.add_argument("--format", choices=("spdx", "cyclonedx"), default="spdx",
                    help="SPDX 2.3 JSON (default) or CycloneDX 1.5 JSON")
+    p.add_argument("--platform", help="which image of a multi-platform image (default: the host's, else the first)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the document here instead of stdout")
     common.add_build_arguments(p)
+
+
+def _platform(label: str, summary: dict[str, Any], wanted: str | None) -> dict[str, Any]:
+    """The summary's entry of the platform the document describes."""
+    platforms = summary["platforms"]
+    if wanted:
+        found = next((p for p in platforms if p["platform"] == wanted), None)
+        if found is None:
+            raise InputError(f"`{label}` has no image for platform `{wanted}`",
+                             hint="its platforms: " + ", ".join(f"`{p['platform']}`" for p in platforms))
+        return found
+    return next((p for p in platforms if p["platform"] == f"linux/{host_architecture()}"), platforms[0])
+
+
+def _installed(workspace: Any, entry: dict[str, Any]) -> tuple[DpkgDatabase | PackageSysroot, str | None, str | None]:
+    """Where the platform's files came from: the packages (a package sysroot's, as its sysroot.json records them,
+    else the host sysroot's dpkg database), the tree holding their copyright files, and the mirror of the .debs."""
+    root = str(workspace.root)
+    if "sysroot_document" in entry:
+        installed = PackageSysroot.read(os.path.join(root, entry["sysroot_document"]))
+        unpacked = tree.tree_path(open_cache(workspace)[0], installed.tree)
+        try:
+            mirror: str | None = installed.url or sources.mirror_for(installed.suite)
+        except MinibuildError:
+            mirror = None  # no download location, the rest stands
+        return installed, unpacked if os.path.isdir(unpacked) else None, mirror
+    sysroot = entry.get("sysroot") or workspace.sysroot(entry["platform"])
+    sysroot = os.path.join(root, sysroot)  # as the workspace names it: relative to its root, or absolute
+    return DpkgDatabase(sysroot), sysroot, None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,16 +66,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"`{args.label}` names {len(records)} images; `minibuild sbom` describes one",
                          hint="name a single image target, e.g. `//images:bash`")
     [record] = records
-    layout = os.path.join(str(workspace.root), record.summary["oci"])
-
-    sysroot = workspace.sysroot(f"linux/{host_architecture()}")
-    files, packages = sbom.collect(record.summary, layout, sysroot)
+    summary = record.summary
+    layout = os.path.join(str(workspace.root), summary["oci"])
+    entry = _platform(record.label, summary, args.platform)
+    installed, license_root, mirror = _installed(workspace, entry)
+    reasons = {f["path"]: f.get("reason", "") for f in
+               image_files(read_json(os.path.join(str(workspace.root), entry["layers"])))}
+    files, packages = sbom.collect(layout, installed, platform=entry["platform"], reasons=reasons,
+                                   license_root=license_root)
     if not packages:
-        ui.warn(f"no dpkg database in sysroot `{sysroot}` owns a file of `{record.label}`: "
-                "the SBOM lists files only")
+        where = f"package sysroot `{installed.name}`" if isinstance(installed, PackageSysroot) else \
+            f"the dpkg database of sysroot `{installed.sysroot}`"
+        ui.warn(f"no package of {where} owns a file of `{record.label}`: the SBOM lists files only")
+    multi = len(summary["platforms"]) > 1
+    subject = sbom.Subject(entry["platform"] if multi else None, entry["manifest"] if multi else None, mirror)
     make = sbom.spdx if args.format == "spdx" else sbom.cyclonedx
-    doc = make(record.label, record.summary, files, packages)
-    text = json.dumps(doc, indent=2) + "\n"
+    text = json.dumps(make(record.label, summary, files, packages, subject), indent=2) + "\n"
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)
@@ -49,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [{"name": p.name, "version": p.version,
              "license": "; ".join(p.licenses[:3]) + ("; ..." if len(p.licenses) > 3 else ""),
              "files": sum(1 for f in files if f.package == p.name)} for p in packages]
-    render.sbom_summary(record.label, "SPDX 2.3" if args.format == "spdx" else "CycloneDX 1.5", rows, len(files),
+    doc_format = "SPDX 2.3" if args.format == "spdx" else "CycloneDX 1.5"
+    render.sbom_summary(record.label + (f" ({entry['platform']})" if multi else ""), doc_format, rows, len(files),
                         sum(1 for f in files if f.package is None))
     return 0
