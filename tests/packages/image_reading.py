@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 import tarfile
+import urllib.parse
 from pathlib import Path
 
 from tests.packages.repo import run
@@ -68,6 +69,11 @@ def deb_md5sums(deb: Path) -> dict[str, str]:
 
 def deb_show(deb: Path) -> str:
     return run("dpkg-deb", "--show", f"--showformat={FIELDS}", deb)
+
+
+def purl(name: str, version: str, arch: str) -> str:
+    """The package URL of a Debian package (purl-spec: the version percent-encoded)."""
+    return f"pkg:deb/debian/{name}@{urllib.parse.quote(version, safe='')}?arch={arch}"
 
 
 def sha256sum(path: Path) -> str:

@@ -1,6 +1,7 @@
 """End to end against the Debian mirror this machine's apt uses (never written here: minibuild reads it from the
-apt sources): lock bash for bookworm amd64 and arm64, build, run the amd64 image in Docker, inspect the arm64
-manifest with skopeo, and build again in a second clone with a cold cache: the same digests.
+apt sources): lock bash for bookworm amd64 and arm64, build (with its dpkg status), run the amd64 image in Docker,
+inspect the arm64 manifest with skopeo, check each platform's SBOM and status files against the downloaded .deb
+files, and build again in a second clone with a cold cache: the same digests.
 
 Needs the network to reach the mirror; where it cannot, this fails (it does not skip)."""
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.packages.image_reading import STATUS_D, layout_files, purl, sha256sum
+from tests.packages.repo import run
 
 WORKSPACE = """[workspace]
 name = "mirror-e2e"
@@ -28,6 +31,7 @@ name = "bash"
 binaries = ["/bin/bash"]
 platforms = ["linux/amd64", "linux/arm64"]
 tag = "minibuild-test/mirror-bash:1"
+dpkg_status = true
 """
 
 
@@ -42,6 +46,33 @@ def _digests(root: Path) -> dict[str, str]:
     [top] = index["manifests"]
     inner = json.loads((layout / "blobs/sha256" / top["digest"].split(":")[1]).read_text())
     return {"index": top["digest"], **{m["platform"]["architecture"]: m["digest"] for m in inner["manifests"]}}
+
+
+def _provenance(root: Path, docker_engine: str) -> None:
+    """Each platform's SBOM names the .deb files the build downloaded (`sha256sum`, `dpkg-deb --show` of the copies in
+    the cache), its status files name the same packages, and the engine reads them in the image."""
+    out = subprocess.run([docker_engine, "run", "--rm", "minibuild-test/mirror-bash:1", "-c",
+                          'while IFS= read -r line; do echo "$line"; done < /var/lib/dpkg/status.d/bash'],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert {"Package: bash", "Status: install ok installed", "Architecture: amd64"} <= set(out.stdout.splitlines())
+    for arch in ("amd64", "arm64"):
+        r = run_cli("sbom", "//images:bash", "--platform", f"linux/{arch}", "--format", "cyclonedx", cwd=root)
+        assert r.returncode == 0, r.stderr
+        packages = {c["name"]: c for c in r.json()["components"] if c["type"] != "file"}
+        assert {"bash", "libc6", "libtinfo6"} <= set(packages)
+        status = {p[len(STATUS_D):] for p in layout_files(root / ".minibuild/out/images/bash/oci", arch)
+                  if p.startswith(STATUS_D)}
+        assert {n for n in status if not n.endswith(".md5sums")} == set(packages)
+        for name, c in packages.items():
+            [digest] = [h["content"] for h in c["hashes"]]
+            deb = root / ".minibuild/cache/cas/sha256" / digest[:2] / digest
+            assert sha256sum(deb) == digest
+            shown, version, deb_arch = run("dpkg-deb", "--show", "--showformat=${Package} ${Version} ${Architecture}",
+                                           deb).split()
+            assert (shown, version) == (name, c["version"]) and deb_arch in (arch, "all")
+            assert c["purl"] == purl(name, version, deb_arch)
+            assert c["externalReferences"][0]["url"].endswith(f"/{name}_{version.split(':')[-1]}_{deb_arch}.deb")
 
 
 @pytest.mark.docker
@@ -76,6 +107,7 @@ def test_bash_from_the_mirror_locked_built_run_and_rebuilt_elsewhere(tmp_path, d
     arm_config = json.loads(subprocess.run(["skopeo", "inspect", "--override-arch", "arm64", "--config",
                                            f"oci:{layout}"], capture_output=True, text=True, check=True).stdout)
     assert arm_config["architecture"] == "arm64" and len(arm["Layers"]) >= 2
+    _provenance(first, docker_engine)
 
     _git("init", "-q", cwd=first)
     _git("add", ".", cwd=first)

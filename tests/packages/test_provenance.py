@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import tarfile
-import urllib.parse
 import urllib.request
 
 import pytest
@@ -23,6 +22,7 @@ from tests.packages.image_reading import (
     dpkg_reads,
     layout_files,
     md5,
+    purl,
     sha256sum,
     shipped,
 )
@@ -45,10 +45,6 @@ def _expected_owners(repo, locked: dict[str, dict], files: dict[str, bytes]) -> 
         if by:
             owners[path] = by[0]
     return owners
-
-
-def _purl(name: str, version: str, arch: str) -> str:
-    return f"pkg:deb/debian/{name}@{urllib.parse.quote(version, safe='')}?arch={arch}"
 
 
 def _build(ws, *args: str):
@@ -85,7 +81,7 @@ def test_the_sbom_names_each_files_package_from_the_lock(pkg_ws, repo, tmp_path)
                                              capture_output=True, text=True, check=True).stdout.split("\n")[:3]
         assert (p["name"], p["versionInfo"]) == (name.split(": ")[1], version.split(": ")[1]), path
         arch = arch.split(": ")[1]
-        assert p["externalRefs"][0]["referenceLocator"] == _purl(p["name"], p["versionInfo"], arch)
+        assert p["externalRefs"][0]["referenceLocator"] == purl(p["name"], p["versionInfo"], arch)
         assert p["checksums"] == [{"algorithm": "SHA256", "checksumValue": sha256sum(deb)}]
         assert p["packageFileName"] == deb.name
         # the download location is the .deb the server has, byte for byte
