@@ -12,17 +12,25 @@ EngineError naming the registry, the status and the registry's own error message
 
 Modules: `reference` (parsing `registry/name:tag`), `credentials` (docker's config.json), `connection`
 (scheme discovery, authentication, retries), `client` (the distribution API calls), `push_record` (where
-blobs were pushed before) and `push` (pushing a layout). The names below are the package's interface.
+blobs were pushed before) and `push` (pushing a layout). The names below are the package's interface; the
+OCI remote cache (`minibuild/remote/oci.py`) uses the client too.
 """
 
 from __future__ import annotations
 
 from minibuild.oci.registry.client import DEFAULT_CHUNK_SIZE, RegistryClient
-from minibuild.oci.registry.connection import Body, RegistryConnection, RetryPolicy
+from minibuild.oci.registry.connection import Body, RegistryConnection, RegistryError, RetryPolicy
 from minibuild.oci.registry.credentials import Credentials, docker_config_path, load_credentials
 from minibuild.oci.registry.push import BlobEvent, PushResult, push_layout
-from minibuild.oci.registry.push_record import PushRecord
-from minibuild.oci.registry.reference import DOCKER_HUB, DOCKER_HUB_API, Reference, is_local_host, parse_reference
+from minibuild.oci.registry.push_record import PushRecord, push_record_path
+from minibuild.oci.registry.reference import (
+    DOCKER_HUB,
+    DOCKER_HUB_API,
+    Reference,
+    is_local_host,
+    is_repository_name,
+    parse_reference,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -36,10 +44,13 @@ __all__ = [
     "Reference",
     "RegistryClient",
     "RegistryConnection",
+    "RegistryError",
     "RetryPolicy",
     "docker_config_path",
     "is_local_host",
+    "is_repository_name",
     "load_credentials",
     "parse_reference",
     "push_layout",
+    "push_record_path",
 ]

@@ -1,4 +1,5 @@
-"""The distribution API calls a push needs: check, mount and upload blobs, put manifests.
+"""The distribution API calls a push needs: check, mount and upload blobs, put manifests; and the two reads
+the remote cache adds: get a manifest by tag, download a blob.
 
 The client checks each blob with HEAD, mounts blobs across repositories of the same registry, uploads
 the rest monolithically or in chunks streamed from the file, and puts manifests under a tag or digest.
@@ -6,12 +7,15 @@ the rest monolithically or in chunks streamed from the file, and puts manifests 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import BinaryIO
 from urllib.parse import urljoin
 
+import requests
+
 from minibuild.errors import EngineError
 from minibuild.oci._io import read_error
-from minibuild.oci.registry.connection import Body, RegistryConnection
+from minibuild.oci.registry.connection import Body, RegistryConnection, _Transient
 from minibuild.oci.spec import sha256_digest
 
 DEFAULT_CHUNK_SIZE = 64 << 20
@@ -108,6 +112,45 @@ class RegistryClient(RegistryConnection):
             return r.headers.get("Docker-Content-Digest") or sha256_digest(data)
 
         return self._retrying(f"putting manifest `{reference}`", op)
+
+
+    def get_manifest(self, repository: str, reference: str, accept: Sequence[str]) -> tuple[bytes, str] | None:
+        """GET a manifest by tag or digest: its bytes and media type, or None when the registry has none (404)."""
+        def op() -> tuple[bytes, str] | None:
+            r = self.request("GET", f"/v2/{repository}/manifests/{reference}", scopes=[_scope(repository, "pull")],
+                             headers={"Accept": ", ".join(accept)})
+            if r.status_code == 404:
+                return None
+            if r.status_code != 200:
+                raise self._fail(f"the manifest `{reference}` of `{repository}`", r)
+            return r.content, r.headers.get("Content-Type", "").split(";", 1)[0].strip()
+
+        return self._retrying(f"getting manifest `{reference}`", op)
+
+    def download_blob(self, repository: str, digest: str, out: BinaryIO) -> bool:
+        """Stream a blob into `out` (from its start, again on a retry); False when the registry has none (404).
+        The bytes are not checked here: the caller knows what it expects."""
+        def op() -> bool:
+            out.seek(0)
+            out.truncate()
+            r = self.request("GET", f"/v2/{repository}/blobs/{digest}", scopes=[_scope(repository, "pull")],
+                             stream=True)
+            with r:
+                if r.status_code == 404:
+                    return False
+                if r.status_code != 200:
+                    raise self._fail(f"blob `{digest}` of `{repository}`", r)
+                try:
+                    for chunk in r.iter_content(_READ_CHUNK):
+                        out.write(chunk)
+                except requests.RequestException as exc:
+                    timed_out = isinstance(exc, requests.Timeout)
+                    reason = "timed out" if timed_out else f"cut short ({type(exc).__name__})"
+                    raise _Transient(f"the blob's bytes were {reason}", reason=reason, timed_out=timed_out,
+                                     cut_short=not timed_out) from None
+            return True
+
+        return self._retrying(f"downloading blob `{digest}`", op)
 
 
 def _scope(repository: str, actions: str = "pull,push") -> str:

@@ -37,9 +37,26 @@ class RetryPolicy:
 class _Transient(Exception):
     """A failure worth trying again: 5xx, 429, a broken or refused connection."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, status: int | None = None,
+                 reason: str = "", timed_out: bool = False, cut_short: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status, self.reason, self.timed_out, self.cut_short = status, reason or message, timed_out, cut_short
+
+
+class RegistryError(EngineError):
+    """A registry call that failed for good (after its retries), described for a caller that must tell the
+    kinds apart without reading messages (the remote cache: an unreachable server is not asked again).
+
+    `status` is the HTTP status the registry answered, or None when no answer came: then the connection
+    failed (`timed_out` when it was a timeout) or the answer was `cut_short`. `reason` is a few words that are
+    the same for every call failing the same way (`connection refused`, `500 Internal Server Error`).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None, reason: str = "",
+                 timed_out: bool = False, cut_short: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.status, self.reason, self.timed_out, self.cut_short = status, reason, timed_out, cut_short
 
 
 _T = TypeVar("_T")
@@ -87,6 +104,8 @@ class RegistryConnection:
         credentials: Credentials | None = None,
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing the default is safe
         timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        ca_file: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.registry = registry
@@ -95,11 +114,13 @@ class RegistryConnection:
         self.credentials = credentials
         self.retry = retry
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.ca_file = ca_file  # a private CA's certificates (PEM) for verified HTTPS; None: the system's
         self.sleep = sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "minibuild"
         self.base = ""
-        self.verify = True
+        self.verify: bool | str = True
         self._auth: str | None = None  # None until the registry asks; then "basic" or "bearer"
         self._challenge: dict[str, str] = {}
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
@@ -114,7 +135,8 @@ class RegistryConnection:
             hint = f"check the credentials for `{self.registry}` (`docker login {self.registry}`)"
         elif response.status_code == 404:
             hint = "check the repository name"
-        return EngineError(f"registry `{self.registry}` refused {what}: {text}", hint=hint)
+        return RegistryError(f"registry `{self.registry}` refused {what}: {text}", hint=hint,
+                             status=response.status_code, reason=text)
 
     def _retrying(self, what: str, op: Callable[[], _T]) -> _T:
         for attempt in range(self.retry.tries):
@@ -122,9 +144,10 @@ class RegistryConnection:
                 return op()
             except _Transient as exc:
                 if attempt + 1 >= self.retry.tries:
-                    raise EngineError(
+                    raise RegistryError(
                         f"{what} at registry `{self.registry}` failed after {self.retry.tries} tries: {exc}",
                         hint="the registry may be down or overloaded; try again later",
+                        status=exc.status, reason=exc.reason, timed_out=exc.timed_out, cut_short=exc.cut_short,
                     ) from None
                 self.retries += 1
                 delay = self.retry.delay(attempt)
@@ -134,7 +157,8 @@ class RegistryConnection:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _raw(self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: Body | None = None,
-             params: Mapping[str, Any] | None = None, auth: str | None = None) -> requests.Response:
+             params: Mapping[str, Any] | None = None, auth: str | None = None,
+             stream: bool = False) -> requests.Response:
         """One HTTP request; connection failures become _Transient, TLS failures an EngineError."""
         send_headers = dict(headers or {})
         if auth:
@@ -142,12 +166,15 @@ class RegistryConnection:
         data = body() if body is not None else None
         try:
             return self.session.request(method, url, headers=send_headers, data=data, params=params,
-                                        timeout=(10.0, self.timeout), verify=self.verify, allow_redirects=True)
+                                        timeout=(self.connect_timeout, self.timeout), verify=self.verify,
+                                        allow_redirects=True, stream=stream)
         except requests.exceptions.SSLError as exc:
             raise EngineError(f"TLS with registry `{self.registry}` failed: {_short(exc)}",
                               hint="for a registry without a valid certificate, pass `--insecure`") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"connection failed ({_short(exc)})") from None
+            short = _short(exc)
+            raise _Transient(f"connection failed ({short})", reason=short,
+                             timed_out=isinstance(exc, requests.Timeout)) from None
         finally:
             if data is not None and hasattr(data, "close"):
                 data.close()
@@ -198,26 +225,33 @@ class RegistryConnection:
     def _check_transient(response: requests.Response) -> None:
         if response.status_code >= 500 or response.status_code == 429:
             retry_after = response.headers.get("Retry-After", "")
-            raise _Transient(_error_text(response), float(retry_after) if retry_after.isdigit() else None)
+            text = _error_text(response)
+            raise _Transient(text, float(retry_after) if retry_after.isdigit() else None,
+                             status=response.status_code, reason=text)
 
     def request(self, method: str, path_or_url: str, *, scopes: Sequence[str], headers: Mapping[str, str] | None = None,
-                body: Body | None = None, params: Mapping[str, Any] | None = None) -> requests.Response:
+                body: Body | None = None, params: Mapping[str, Any] | None = None,
+                stream: bool = False) -> requests.Response:
         """One API call with authentication (answering one 401 challenge); not retried here.
 
         Returns any response below 500 other than 429, including 4xx, for the caller to judge; raises
-        _Transient for 5xx, 429 and connection failures, EngineError when authentication fails.
+        _Transient for 5xx, 429 and connection failures, EngineError when authentication fails. With
+        `stream`, the body is read by the caller, who closes the response.
         """
         if not self.base:
             self.ping()
         url = urljoin(self.base, path_or_url)
         response = self._raw(method, url, headers=headers, body=body, params=params,
-                             auth=self._authorization(scopes))
+                             auth=self._authorization(scopes), stream=stream)
         if response.status_code == 401:
+            response.close()
             self._answer_challenge(response, scopes)
             response = self._raw(method, url, headers=headers, body=body, params=params,
-                                 auth=self._authorization(scopes))
+                                 auth=self._authorization(scopes), stream=stream)
             if response.status_code == 401:
                 raise self._auth_error(response)
+        if response.status_code >= 500 or response.status_code == 429:
+            response.close()
         self._check_transient(response)
         return response
 
@@ -275,7 +309,7 @@ class RegistryConnection:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         last: Exception | None = None
         for scheme, verify in candidates:
-            self.base, self.verify = f"{scheme}://{self.api_host}/", verify
+            self.base, self.verify = f"{scheme}://{self.api_host}/", (self.ca_file or True) if verify else False
 
             def get() -> requests.Response:
                 response = self._raw("GET", urljoin(self.base, "/v2/"))

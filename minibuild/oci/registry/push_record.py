@@ -9,6 +9,11 @@ from collections.abc import Iterable
 from minibuild.oci._io import atomic_file
 
 
+def push_record_path(state_dir: str) -> str:
+    """Where a workspace keeps its record: `minibuild push` and the OCI remote cache both read and add to it."""
+    return os.path.join(state_dir, "cache", "pushed.json")
+
+
 class PushRecord:
     """A small JSON file mapping registry -> digest -> repositories the blob was pushed to, most recent last.
 

@@ -57,6 +57,11 @@ def parse_reference(text: str) -> Reference:
     return Reference(domain, path, match.group("tag") or "latest")
 
 
+def is_repository_name(path: str) -> bool:
+    """`team/cache`: lowercase components joined by `/`, as the distribution spec names repositories."""
+    return len(path) <= 255 and re.fullmatch(rf"{_COMPONENT}(?:/{_COMPONENT})*", path) is not None
+
+
 def is_local_host(registry: str) -> bool:
     """localhost, 127.0.0.0/8 and ::1 (with or without a port) speak plain HTTP without `--insecure`."""
     host = registry
