@@ -1,5 +1,5 @@
-"""Remote cache clients: the Bazel HTTP cache protocol (`http.py`) and REAPI v2 over gRPC (`reapi.py`), each an
-implementation of the engine's `minibuild.remote_cache.RemoteCache`."""
+"""Remote cache clients: the Bazel HTTP cache protocol (`http.py`), REAPI v2 over gRPC (`reapi.py`) and an OCI
+registry (`oci.py`), each an implementation of the engine's `minibuild.remote_cache.RemoteCache`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ from urllib.parse import urlsplit
 from minibuild.remote_cache import RemoteCache, RemoteSettings
 
 
-def connect(settings: RemoteSettings) -> RemoteCache:
-    """The client for `settings.url`'s scheme. Nothing is sent until the build asks for something."""
+def connect(settings: RemoteSettings, *, state_dir: str | None = None) -> RemoteCache:
+    """The client for `settings.url`'s scheme. Nothing is sent until the build asks for something. `state_dir`,
+    the workspace's, is where the OCI client finds and adds to the record of where blobs were pushed."""
     scheme = urlsplit(settings.url).scheme
     if scheme in ("grpc", "grpcs"):
         # lazy: grpcio and the REAPI stubs, loaded only for a grpc:// cache
         from minibuild.remote.reapi import GrpcCache
 
         return GrpcCache(settings)
+    if scheme == "oci":
+        from minibuild.remote.oci import OciCache
+
+        return OciCache(settings, state_dir=state_dir)
     from minibuild.remote.http import HttpCache
 
     return HttpCache(settings)

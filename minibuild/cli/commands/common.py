@@ -45,8 +45,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
                    help="download nothing: package sysroots use only the .deb files already in the cache")
     remote = p.add_argument_group("remote cache (docs/remote-cache.md)")
     remote.add_argument("--remote-cache", metavar="URL",
-                        help="share actions through this cache: http(s)://HOST/PATH (Bazel HTTP cache) or "
-                             "grpc(s)://HOST:PORT (REAPI v2); default: $MINIBUILD_REMOTE_CACHE, then [cache] remote")
+                        help="share actions through this cache: http(s)://HOST/PATH (Bazel HTTP cache), "
+                             "grpc(s)://HOST:PORT (REAPI v2) or oci://HOST/REPOSITORY (an OCI registry); "
+                             "default: $MINIBUILD_REMOTE_CACHE, then [cache] remote")
     remote.add_argument("--remote-cache-read-only", action="store_true",
                         help="fetch from the remote cache, never upload")
     remote.add_argument("--no-remote-cache", action="store_true", help="do not use a remote cache in this build")
@@ -63,7 +64,7 @@ def remote_cache(args: argparse.Namespace, workspace: Workspace) -> Any:
     # lazy: requests or grpcio, loaded only when a remote cache is used
     from minibuild.remote import connect
 
-    return connect(settings)
+    return connect(settings, state_dir=str(workspace.state_dir))
 
 
 def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bool = False) -> tuple[Any, list[Any]]:
