@@ -1,5 +1,6 @@
 """Real remote cache servers on 127.0.0.1 for the tests, each started by the test that needs it (so a test may
-kill or stop its own): Debian's nginx with WebDAV (the Bazel HTTP cache protocol), and BuildGrid (REAPI v2).
+kill or stop its own): Debian's nginx with WebDAV (the Bazel HTTP cache protocol), BuildGrid (REAPI v2) and
+Debian's docker-registry (an OCI registry; the tests that need no fault use the shared one of scripts/test.sh).
 Nothing here skips: a missing server program is a failure that says how to install it."""
 
 from __future__ import annotations
@@ -171,3 +172,37 @@ def start_buildgrid(base: Path) -> Server:
                             start_new_session=True)
     wait_for_port(port, proc, log, timeout=60)
     return Server(f"grpc://127.0.0.1:{port}", port, proc, base / "cas", log)
+
+
+REGISTRY = "/usr/bin/docker-registry"
+REGISTRY_CONF = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {dir}/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  secret: minibuild-remote-cache-test
+"""
+
+
+def start_registry(base: Path, repository: str = "team/cache") -> Server:
+    """Debian's docker-registry (distribution 2.8) on a free port of 127.0.0.1, its blobs under `base`; the
+    server's url is the `oci://` cache in `repository`."""
+    if not os.access(REGISTRY, os.X_OK):
+        pytest.fail(f"{REGISTRY} is missing: install Debian's docker-registry (scripts/test.sh does)")
+    base.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = base / "config.yml"
+    conf.write_text(REGISTRY_CONF.format(dir=base, port=port))
+    log = base / "registry.log"
+    proc = subprocess.Popen([REGISTRY, "serve", str(conf)], stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    wait_for_port(port, proc, log)
+    return Server(f"oci://127.0.0.1:{port}/{repository}", port, proc, base / "data", log)

@@ -1,6 +1,7 @@
 """Faults of a remote cache never fail a build and never give a wrong output: the server killed, stopped past
-the timeout, answering 500, sending a flipped byte or a blob cut short, and four builds writing at once. Each
-ends with the images a cold local build makes and one warning line for the cause."""
+the timeout, answering 500, sending a flipped byte or a blob cut short, and four builds writing at once (on
+nginx, BuildGrid and an OCI registry alike). Each ends with the images a cold local build makes and one warning
+line for the cause."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import pytest
 
 from tests.remote import scenario
 from tests.remote.proxy import faulty_proxy
-from tests.remote.servers import Server, start_buildgrid, start_nginx
+from tests.remote.servers import Server, start_buildgrid, start_nginx, start_registry
 from tests.remote.workspaces import cli_env, make_team_workspace
 
 
-@pytest.fixture(params=["nginx", "buildgrid"])
+@pytest.fixture(params=["nginx", "buildgrid", "registry"])
 def server(request, tmp_path_factory) -> Server:
-    start = start_nginx if request.param == "nginx" else start_buildgrid
+    start = {"nginx": start_nginx, "buildgrid": start_buildgrid, "registry": start_registry}[request.param]
     srv = start(tmp_path_factory.mktemp(request.param))
     yield srv
     srv.close()
