@@ -2,8 +2,8 @@
 
 Side by side in one run, on copies of examples/catalog in a temporary directory, each as a user runs it
 (`python -m minibuild build //... --no-load --json`, CLI start-up included), against a server started here on
-127.0.0.1 (Debian's nginx with WebDAV for `http`, BuildGrid for `grpc`: `bash scripts/test.sh --setup-only`
-installs both; BuildGrid's `bgd` is found through $MINIBUILD_TEST_BGD):
+127.0.0.1 (Debian's nginx with WebDAV for `http`, BuildGrid for `grpc`, Debian's docker-registry for `oci`:
+`bash scripts/test.sh --setup-only` installs them; BuildGrid's `bgd` is found through $MINIBUILD_TEST_BGD):
 
   cold        clone A, empty local cache, empty server: every action runs here (and is uploaded)
   cold, local the same with no remote cache (what a build costs without one)
@@ -13,7 +13,7 @@ installs both; BuildGrid's `bgd` is found through $MINIBUILD_TEST_BGD):
 Medians of --runs runs (each on fresh copies and a fresh server), then bytes moved and the ratios.
 Goal (issue 14): clone B's build at least 5x faster than a cold build.
 
-    python benchmarks/remote_cache.py [--runs 3] [--protocol http|grpc|both]
+    python benchmarks/remote_cache.py [--runs 3] [--protocol http|grpc|oci|all]
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.remote.servers import start_buildgrid, start_nginx  # noqa: E402 - after the path is set
+from tests.remote.servers import start_buildgrid, start_nginx, start_registry  # noqa: E402 - after the path is set
+
+SERVERS = {"http": start_nginx, "grpc": start_buildgrid, "oci": start_registry}
 
 
 def build(root: Path, home: Path, *args: str) -> tuple[float, dict]:
@@ -47,7 +49,7 @@ def build(root: Path, home: Path, *args: str) -> tuple[float, dict]:
 
 
 def one_run(base: Path, protocol: str) -> dict[str, float]:
-    server = (start_nginx if protocol == "http" else start_buildgrid)(base / "server")
+    server = SERVERS[protocol](base / "server")
     try:
         a = base / "alice" / "catalog"
         b = base / "bob" / "work" / "catalog"
@@ -72,9 +74,10 @@ def one_run(base: Path, protocol: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--protocol", choices=("http", "grpc", "both"), default="both")
+    parser.add_argument("--protocol", choices=(*SERVERS, "all", "both"), default="all",
+                        help="one server, or all of them (`both`, for http and grpc, as before `oci` came)")
     args = parser.parse_args()
-    protocols = ["http", "grpc"] if args.protocol == "both" else [args.protocol]
+    protocols = {"all": list(SERVERS), "both": ["http", "grpc"]}.get(args.protocol, [args.protocol])
     for protocol in protocols:
         runs = []
         for i in range(args.runs):
