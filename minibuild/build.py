@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,18 +103,20 @@ def build(
     labels, configured = analyse(workspace, patterns, package, stat_cache)
     actions = [a for ct in configured for a in ct.actions]
     sync = RemoteSync(remote, remote.settings, cache) if remote is not None else None
+    requested = set(labels)
+    finisher = _Finisher(workspace, cache, [ct for ct in configured if ct.label in requested], on_event)
     executor = Executor(str(workspace.root), cache, stat_cache, jobs=jobs, keep_going=keep_going,
-                        on_event=on_event, remote=sync)
+                        on_event=finisher.event, remote=sync)
     remote_warnings: list[str] = []
     try:
         results, failures = executor.run(actions)
+        complete = [ct for ct in configured if ct.label in requested and all(a.id in results for a in ct.actions)]
+        targets = finisher.results(complete, results)
     finally:
+        finisher.close()
         stat_cache.save()
         if sync is not None:
             remote_warnings = sync.finish()  # the uploads end before the build does
-    requested = set(labels)
-    complete = [ct for ct in configured if ct.label in requested and all(a.id in results for a in ct.actions)]
-    targets = [_finish(workspace, cache, ct, results) for ct in complete]
     if failures:
         # With --keep-going what did build is in .minibuild/out (above); then every failure is reported.
         made = {ct.label: ct.origin for ct in configured if ct.origin}
@@ -138,6 +142,49 @@ def action_counts(results: Sequence[ActionResult]) -> dict[str, int]:
     return {"run": sum(1 for r in results if not r.cached),
             "cached": sum(1 for r in results if r.cached and not r.remote),
             "remote": sum(1 for r in results if r.remote)}
+
+
+class _Finisher:
+    """Finishes each requested target (`_finish`) as soon as its last action is done, beside the rest of the
+    build: the out tree and the after-build hooks (an image's OCI layout and summary) wait on the disk while
+    the build waits on actions and the network, so the two overlap instead of following each other."""
+
+    def __init__(self, workspace: Workspace, cache: Cache, targets: Sequence[AnalysedTarget],
+                 on_event: Callable[[Event], None] | None) -> None:
+        self._workspace, self._cache, self._forward = workspace, cache, on_event
+        self._left = {ct.label: len(ct.actions) for ct in targets}
+        self._targets: dict[str, list[AnalysedTarget]] = {}
+        for ct in targets:
+            for a in ct.actions:
+                self._targets.setdefault(a.id, []).append(ct)
+        self._results: dict[str, ActionResult] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="minibuild-finish")
+        self._started: dict[Label, Future[TargetResult]] = {}
+
+    def event(self, event: Event) -> None:
+        if event.kind in ("done", "cached") and event.result is not None:
+            with self._lock:
+                self._results[event.action.id] = event.result
+                for ct in self._targets.get(event.action.id, ()):
+                    self._left[ct.label] -= 1
+                    if self._left[ct.label] == 0:
+                        self._started[ct.label] = self._pool.submit(
+                            _finish, self._workspace, self._cache, ct, self._results)
+        if self._forward is not None:
+            self._forward(event)
+
+    def results(self, complete: Sequence[AnalysedTarget], results: dict[str, ActionResult]) -> list[TargetResult]:
+        """The finished targets, in `complete`'s order (those with no actions are finished here)."""
+        out = []
+        for ct in complete:
+            with self._lock:
+                started = self._started.get(ct.label)
+            out.append(started.result() if started else _finish(self._workspace, self._cache, ct, results))
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 def _finish(workspace: Workspace, cache: Cache, ct: AnalysedTarget, results: dict[str, ActionResult]) -> TargetResult:

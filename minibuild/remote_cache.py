@@ -41,11 +41,14 @@ class Digest:
 
 @dataclass(frozen=True)
 class OutputFile:
-    """One file of an action-cache entry (REAPI's `OutputFile`): a path, the blob with its bytes, its mode."""
+    """One file of an action-cache entry (REAPI's `OutputFile`): a path, the blob with its bytes, its mode, and
+    the bytes themselves when the entry carries them inline (small files: one request instead of two). Inline
+    bytes are checked against the digest like any download; the blob is in the CAS all the same."""
 
     path: str
     digest: Digest
     executable: bool = False
+    contents: bytes | None = field(default=None, compare=False, repr=False)
 
 
 class RemoteCacheError(Exception):

@@ -1,10 +1,12 @@
 """The executor's side of a remote cache: fetch an action's entry before running it, upload it after.
 
 Fetching: the entry for the key, then its `.minibuild/entry.json`, then (once its discovered inputs match
-this machine) every blob the local store lacks; each blob's size and sha256 are checked before it is
-stored, so a server that answers with other bytes (nginx's WebDAV keeps any body PUT under any name) can
-only cost a local run. Uploading runs beside the build on a pool of `connections` threads: the blobs the
-server lacks first, the entry last, so no reader sees an entry whose blobs are missing.
+this machine) every blob the local store lacks. Small files (the JSON, configs, manifests) travel inline in
+the entry, so a hit costs one request plus one per large blob. Each blob's size and sha256 are checked before
+it is stored, inline bytes included, so a server that answers with other bytes (nginx's WebDAV keeps any
+body PUT under any name) can only cost a local run. Uploading runs beside the build on a pool of
+`connections` threads: the blobs the server lacks first, the entry last, so no reader sees an entry whose
+blobs are missing.
 
 No fault of the server fails a build: each one is counted under its cause and becomes one warning line at
 the end; a server that cannot be reached (refused, timed out) is not asked again during this build.
@@ -13,6 +15,8 @@ the end; a server that cannot be reached (refused, timed out) is not asked again
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +26,13 @@ from typing import Any
 
 from minibuild.cache import Cache
 from minibuild.digest import sha256_file
-from minibuild.remote_cache import BlobNotFound, Digest, RemoteCache, RemoteCacheError, RemoteSettings
-from minibuild.remote_entry import EntryError, entry_blobs, entry_digest, entry_files, parse_entry
+from minibuild.remote_cache import BlobNotFound, Digest, OutputFile, RemoteCache, RemoteCacheError, RemoteSettings
+from minibuild.remote_entry import ENTRY_PATH, EntryError, entry_blobs, entry_digest, entry_files, parse_entry
+
+# Files up to INLINE_FILE_BYTES travel inside the entry, up to INLINE_BYTES in all: a hit then costs one request
+# instead of one per file, and the entry stays far below the 4 MiB a gRPC message may have on most servers.
+INLINE_FILE_BYTES = 256 << 10
+INLINE_BYTES = 1 << 20
 
 
 class _Corrupt(Exception):
@@ -73,14 +82,17 @@ class RemoteSync:
             files = self.client.get_action_result(Digest(key, key_size))
             if files is None:
                 return Fetched(None, "remote cache: no entry")
+            inline = _inline(files)
             meta = entry_digest(files)
-            data = self._download_bytes(meta)
+            data = self._stored_inline(meta, inline[meta]) if meta in inline else self._download_bytes(meta)
             entry = parse_entry(files, data, outputs)
             differs = mismatch(entry["discovered"])
             if differs:
                 return Fetched(None, f"remote entry not used: {differs}")
             missing = [d for d in entry_blobs(entry, _blob_sizes(files)) if not self.cache.has_blob(d.local)]
-            self._download(missing)
+            for d in [d for d in missing if d in inline]:
+                self._store(d, inline[d])
+            self._download([d for d in missing if d not in inline])
         except _Corrupt as exc:
             return self._failed("a blob did not match its digest (corrupt or cut short); the action ran here",
                                 f"a corrupt blob ({exc})")
@@ -97,6 +109,16 @@ class RemoteSync:
         with self._lock:
             self.hits += 1
         return Fetched(entry)
+
+    def _store(self, digest: Digest, data: bytes) -> None:
+        """Store bytes an entry carried inline (already checked against their digest by `_inline`)."""
+        self.cache.put_bytes(data)
+        self._stored_inline(digest, data)
+
+    def _stored_inline(self, digest: Digest, data: bytes) -> bytes:
+        with self._lock:
+            self.bytes_downloaded += digest.size
+        return data
 
     def _download_bytes(self, digest: Digest) -> bytes:
         if not self.cache.has_blob(digest.local):
@@ -160,6 +182,7 @@ class RemoteSync:
             sizes = {d: os.path.getsize(self.cache.blob_path(d)) for d in entry.get("blobs", [])}
             files, data = entry_files(entry, sizes)
             meta = self.cache.put_bytes(data)
+            files = self._with_contents(files, data)
             paths = {f.digest: self.cache.blob_path(f.digest.local) for f in files}
             paths[Digest.from_local(meta.digest, meta.size)] = self.cache.blob_path(meta.digest)
             missing = self.client.find_missing_blobs(sorted(paths))
@@ -173,6 +196,22 @@ class RemoteSync:
             self._note(f"upload failed: {exc.cause}", unavailable=exc.unavailable)
         except Exception as exc:  # noqa: BLE001 - a failed upload is a warning, never a failed build
             self._note(f"upload failed: unexpected {type(exc).__name__}: {exc}")
+
+    def _with_contents(self, files: list[OutputFile], meta: bytes) -> list[OutputFile]:
+        """`files` with the small ones' bytes inline, the entry's JSON first, within `INLINE_BYTES` in all."""
+        budget, out = INLINE_BYTES, []
+        for f in sorted(files, key=lambda f: (f.path != ENTRY_PATH, f.digest.size)):
+            if 0 < f.digest.size <= min(budget, INLINE_FILE_BYTES):
+                if f.path == ENTRY_PATH:
+                    data = meta
+                else:
+                    with open(self.cache.blob_path(f.digest.local), "rb") as fh:
+                        data = fh.read()
+                if len(data) == f.digest.size:
+                    f = dataclasses.replace(f, contents=data)
+                    budget -= f.digest.size
+            out.append(f)
+        return sorted(out, key=lambda f: f.path)
 
     # -- faults and the end of a build ---------------------------------------------------------
     def _failed(self, cause: str, short: str, *, unavailable: bool = False) -> Fetched:
@@ -199,6 +238,14 @@ class RemoteSync:
             after = "; not asked again in this build" if cause == self._off else ""
             warnings.append(f"remote cache `{self.client.url}`: {cause}{times}{after}")
         return warnings
+
+
+def _inline(files: Sequence[OutputFile]) -> dict[Digest, bytes]:
+    """The bytes an entry carries inline, by digest: only those that are what their digest names (a server or
+    a proxy may have changed them; the others are downloaded instead)."""
+    return {f.digest: f.contents for f in files
+            if f.contents is not None and len(f.contents) == f.digest.size
+            and hashlib.sha256(f.contents).hexdigest() == f.digest.hash}
 
 
 def _blob_sizes(files: Sequence[Any]) -> dict[str, int]:

@@ -25,7 +25,8 @@ def from_proto(digest: re_pb2.Digest) -> Digest:
 def action_result(files: Sequence[OutputFile]) -> re_pb2.ActionResult:
     result = re_pb2.ActionResult(exit_code=0)
     for f in files:
-        result.output_files.add(path=f.path, digest=to_proto(f.digest), is_executable=f.executable)
+        result.output_files.add(path=f.path, digest=to_proto(f.digest), is_executable=f.executable,
+                                contents=f.contents or b"")
     return result
 
 
@@ -33,7 +34,9 @@ def output_files(result: re_pb2.ActionResult) -> list[OutputFile]:
     """The files of an entry; RemoteCacheError for one minibuild cannot use (directories, symlinks, a failure)."""
     if result.exit_code != 0 or result.output_directories or result.output_symlinks or result.output_file_symlinks:
         raise RemoteCacheError("an entry holds directories, symlinks or a failed run: not one minibuild wrote")
-    return [OutputFile(f.path, from_proto(f.digest), f.is_executable) for f in result.output_files]
+    # proto3 cannot tell inline empty bytes from none: an empty file needs no download either way.
+    return [OutputFile(f.path, from_proto(f.digest), f.is_executable,
+                       f.contents if f.contents or f.digest.size_bytes == 0 else None) for f in result.output_files]
 
 
 def encode(files: Sequence[OutputFile]) -> bytes:

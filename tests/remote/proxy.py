@@ -1,5 +1,6 @@
 """A faulty HTTP proxy on 127.0.0.1 in front of a real cache server: it answers 500, flips a byte of every blob
-it passes on, or cuts blobs short, as a broken server or network would."""
+it passes on, or cuts blobs short, as a broken server or network would. The bytes an action-cache entry
+carries inline are damaged the same way (the entry itself stays a well-formed ActionResult)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,23 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from buildgrid.common.protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+
 MODES = ("pass", "500", "flip", "truncate")
+
+
+def damage_inline(entry: bytes, mode: str) -> tuple[bytes, int]:
+    """An ActionResult with a byte of each inline file flipped (`flip`) or each cut to half (`truncate`), and
+    how many it damaged."""
+    result = re_pb2.ActionResult()
+    result.ParseFromString(entry)
+    damaged = 0
+    for f in result.output_files:
+        if f.contents:
+            damaged += 1
+            c = f.contents
+            f.contents = bytes([c[0] ^ 0x01]) + c[1:] if mode == "flip" else c[: len(c) // 2]
+    return result.SerializeToString(), damaged
 
 
 class FaultyProxy(ThreadingHTTPServer):
@@ -47,6 +64,10 @@ class _Handler(BaseHTTPRequestHandler):
         response = conn.getresponse()
         data = response.read()
         conn.close()
+        if self.command == "GET" and "/ac/" in self.path and response.status == 200 \
+                and self.server.mode in ("flip", "truncate"):
+            data, damaged = damage_inline(data, self.server.mode)
+            self.server.faults += damaged
         if blob_read and response.status == 200 and data and self.server.mode == "flip":
             self.server.faults += 1
             data = bytes([data[0] ^ 0x01]) + data[1:]
