@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
-from minibuild import analysis_cache
+from minibuild import analysis_cache, cache_gc
 from minibuild.analysis_cache import AnalysedTarget
 from minibuild.cache import Cache
 from minibuild.digest import StatCache
@@ -22,6 +23,8 @@ from minibuild.label import Label
 from minibuild.remote_cache import RemoteCache
 from minibuild.remote_sync import RemoteSync
 from minibuild.workspace import Workspace
+
+P = ParamSpec("P")
 
 
 @dataclass
@@ -61,12 +64,20 @@ class BuildFailed(MinibuildError):
         self.exit_code = 2 if errors and all(e.exit_code == 2 for e in errors) else 1
 
 
+def out_root(workspace: Workspace) -> str:
+    return os.path.join(workspace.state_dir, "out")
+
+
 def out_dir(workspace: Workspace, label: Label) -> str:
-    return os.path.join(workspace.state_dir, "out", label.out_dir)
+    return os.path.join(out_root(workspace), label.out_dir)
+
+
+def cache_dir(workspace: Workspace) -> str:
+    return os.path.join(workspace.state_dir, "cache")
 
 
 def open_cache(workspace: Workspace) -> tuple[Cache, StatCache]:
-    cache = Cache(os.path.join(workspace.state_dir, "cache"))
+    cache = Cache(cache_dir(workspace))
     return cache, StatCache(os.path.join(cache.root, "stat-cache.json"))
 
 
@@ -88,6 +99,25 @@ def analyse(workspace: Workspace, patterns: Sequence[str], package: str | None,
     return labels, configured
 
 
+def _bounded(run: Callable[Concatenate[Workspace, P], BuildResult]) -> Callable[Concatenate[Workspace, P], BuildResult]:
+    """A build holds the store (shared) while it runs, so `cache gc` removes nothing it found; one that stored
+    something then applies the cache's size limit, if one is set (docs/cache.md)."""
+
+    @functools.wraps(run)
+    def bounded(workspace: Workspace, *args: P.args, **kwargs: P.kwargs) -> BuildResult:
+        cache_gc.env_limit(os.environ)  # a limit that is not a size is exit 2 before anything is built
+        cache = Cache(cache_dir(workspace))
+        with cache.in_use():
+            result = run(workspace, *args, **kwargs)
+        if result.run or result.remote:  # a no-op build stored nothing: the store is as big as before
+            used = frozenset(r.key for r in result.results.values())
+            result.warnings += cache_gc.after_build(cache, workspace, out_root(workspace), used, os.environ)
+        return result
+
+    return bounded
+
+
+@_bounded
 def build(
     workspace: Workspace,
     patterns: Sequence[str],

@@ -2,12 +2,15 @@
 
 Layout under the cache directory:
   cas/sha256/ab/<hex>       blobs, named by the sha256 of their content, read-only
-  ac/ab/<key>.json          action key -> output digests and discovered inputs
+  ac/ab/<key>.json          action key -> output digests and discovered inputs; its mtime is when it was last used
   last/<hash of action id>  the key manifest of the last run of an action (for --explain)
   locks/<key>.lock          flock held while an action runs, so no two processes run it at once
+  locks/store.lock          flock held shared by every build, exclusively by `cache gc` while it deletes
   tmp/                      work directories; a blob is written here and renamed into place
+  sysroots/, analysis/      unpacked package sysroots (packages/tree.py), stored analyses (analysis_cache.py)
 
 Every write is a temp file plus rename, so a killed process leaves at worst an orphan in tmp/.
+What `cache gc` removes, and in which order, is in cache_gc.py (docs/cache.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +136,8 @@ class Cache:
         try:
             with open(self._ac_path(key), encoding="utf-8") as f:
                 entry = json.load(f)
+                with contextlib.suppress(OSError):  # a read-only cache still reads
+                    os.utime(f.fileno())  # used now: `cache gc` removes the least recently used first
         except (OSError, ValueError):
             return None
         blobs = [o["digest"] for o in entry.get("outputs", {}).values()] + entry.get("blobs", [])
@@ -186,6 +191,39 @@ class Cache:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held (shared) by a build from its first lookup to its last output: `cache gc` takes it exclusively,
+        so nothing a build in progress has found in the store goes before the build ends."""
+        fd = os.open(self._store_lock(), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def exclusive(self, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+        """The store to oneself (no build in progress): yields True once held; False at once, not holding it,
+        when `wait` is False and a build is using the store. `on_wait` is called before waiting."""
+        fd = os.open(self._store_lock(), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
+        finally:
+            os.close(fd)
+
+    def _store_lock(self) -> str:
+        return os.path.join(self.root, "locks", "store.lock")
 
     def materialize(self, digest: str, dest: str, executable: bool = False) -> None:
         """Put a stored blob at `dest`, replacing what is there.
