@@ -66,13 +66,15 @@ def function_name(function: Callable[..., Any]) -> str:
 
 def params_json(value: Any) -> Any:
     """Action params as JSON values: dataclasses and pydantic models by field, artifacts by path, tuples
-    as lists. The one form params are hashed and shown (`--explain`) in."""
+    as lists. The one form params are hashed and shown (`--explain`) in. A dataclass field declared with
+    `field(compare=False)` reaches the function but is not hashed: a setting that cannot change what the action
+    writes (a timeout)."""
     if isinstance(value, Artifact):
         return value.path
     if isinstance(value, Label):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: params_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: params_json(getattr(value, f.name)) for f in dataclasses.fields(value) if f.compare}
     if hasattr(value, "model_dump") and not isinstance(value, type):  # a pydantic model
         return params_json(value.model_dump())
     if isinstance(value, Mapping):
