@@ -42,10 +42,11 @@ class ActionResult:
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "start" | "done" | "cached" | "failed" | "skipped"
+    kind: str  # "start" | "progress" | "done" | "cached" | "failed" | "skipped"
     action: Action
     result: ActionResult | None = None
     error: BaseException | None = None
+    detail: str = ""  # "progress": how far the action is, in words
 
 
 P = TypeVar("P")
@@ -58,8 +59,9 @@ class ActionRun(Generic[P]):
     params: P
 
     def __init__(self, action: Action, inputs: dict[str, str], outputs: dict[str, str], root: str,
-                 cache: Cache, stat_cache: StatCache) -> None:
+                 cache: Cache, stat_cache: StatCache, on_progress: Callable[[str], None] | None = None) -> None:
         self.action = action
+        self._on_progress = on_progress
         # An action read back from the analysis cache carries its params object too (pickled with it).
         # It is the object the rule gave for this function, so of the function's P: unchecked here.
         self.params = cast(P, action.value if action.value is not None else action.params_dict())
@@ -107,6 +109,11 @@ class ActionRun(Generic[P]):
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+    def progress(self, detail: str) -> None:
+        """Say how far a long action is (a terminal shows it beside the action); not part of any output."""
+        if self._on_progress is not None:
+            self._on_progress(detail)
 
 
 def _resolve_function(spec: str) -> Callable[[ActionRun[Any]], None]:
@@ -327,7 +334,8 @@ class Executor:
         started = time.monotonic()
         with self.cache.workdir() as work:
             outputs = {o.name: os.path.join(work, o.name) for o in action.outputs}
-            run: ActionRun[Any] = ActionRun(action, paths, outputs, self.root, self.cache, self.stat_cache)
+            run: ActionRun[Any] = ActionRun(action, paths, outputs, self.root, self.cache, self.stat_cache,
+                                            lambda detail: self.on_event(Event("progress", action, detail=detail)))
             try:
                 _resolve_function(action.function)(run)
             except MinibuildError:

@@ -19,6 +19,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _own_deb_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own shared `.deb` store (minibuild/packages/fetch.py), so no test finds what another one,
+    or an earlier run, downloaded; the tests of the shared store itself point two workspaces at one."""
+    monkeypatch.setenv("MINIBUILD_DEB_CACHE", str(tmp_path_factory.mktemp("debs")))
+
+
 def docker_required() -> bool:
     return os.environ.get("MINIBUILD_REQUIRE_DOCKER") == "1" or os.environ.get("CI") == "true"
 

@@ -124,6 +124,7 @@ class Progress:
         self.cached = 0
         self.total = 0
         self.running: dict[str, float] = {}
+        self.details: dict[str, str] = {}  # what a running action said of its progress
         self.lock = threading.Lock()
         self.live: Live | None = None
         self.started = time.monotonic()
@@ -133,8 +134,11 @@ class Progress:
             a = event.action
             if event.kind == "start":
                 self.running[a.id] = time.monotonic()
+            elif event.kind == "progress":
+                self.details[a.id] = event.detail
             elif event.kind in ("done", "cached", "failed", "skipped"):
                 self.running.pop(a.id, None)
+                self.details.pop(a.id, None)
                 self.done += 1
                 self.cached += event.kind == "cached"
                 if event.kind == "done" and self.plain:
@@ -149,7 +153,8 @@ class Progress:
         now = time.monotonic()
         lines = [f"building: {self.done} actions done ({self.cached} cached)"]
         for aid, t in sorted(self.running.items(), key=lambda kv: kv[1])[:6]:
-            lines.append(f"  {aid}  {now - t:.1f}s")
+            detail = self.details.get(aid)
+            lines.append(f"  {aid}  {now - t:.1f}s" + (f"  {detail}" if detail else ""))
         return Text("\n".join(lines))
 
     @contextmanager

@@ -8,6 +8,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,15 +45,17 @@ def _session() -> Any:
 
 
 def download(url: str, dest: str, *, sha256: str | None = None, size: int | None = None,
-             retry: Retry = DEFAULT_RETRY, named_by: str = "the lock") -> str:
+             retry: Retry = DEFAULT_RETRY, named_by: str = "the lock",
+             on_bytes: Callable[[int], None] | None = None) -> str:
     """Write `url` to `dest`; its sha256 (hex). With `sha256`/`size`, a body that differs is refused and `dest`
-    removed. BuildError after the last attempt, or at once for what retrying cannot fix (404, a wrong digest)."""
+    removed. BuildError after the last attempt, or at once for what retrying cannot fix (404, a wrong digest).
+    `on_bytes(n)` is told of every chunk received (a retry starts the count again: it is told `-got`)."""
     import requests  # lazy, as in _session
 
     last = ""
     for attempt in range(1, retry.attempts + 1):
         try:
-            return _attempt(url, dest, sha256, size, retry, named_by)
+            return _attempt(url, dest, sha256, size, retry, named_by, on_bytes or _ignore)
         except _Retryable as exc:
             last = str(exc)
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
@@ -72,7 +75,12 @@ def _reason(exc: BaseException) -> str:
     return str(exc).split(": ", 1)[-1][:200]
 
 
-def _attempt(url: str, dest: str, sha256: str | None, size: int | None, retry: Retry, named_by: str) -> str:
+def _ignore(n: int) -> None:
+    pass
+
+
+def _attempt(url: str, dest: str, sha256: str | None, size: int | None, retry: Retry, named_by: str,
+             on_bytes: Callable[[int], None]) -> str:
     with _session().get(url, stream=True, timeout=(retry.connect_timeout, retry.read_timeout)) as response:
         if response.status_code >= 500 or response.status_code == 429:
             raise _Retryable(f"HTTP {response.status_code} {response.reason}")
@@ -82,14 +90,20 @@ def _attempt(url: str, dest: str, sha256: str | None, size: int | None, retry: R
                                   "it has now")
         digest = hashlib.sha256()
         got = 0
-        with open(dest, "wb") as f:
-            for chunk in response.iter_content(1 << 16):
-                f.write(chunk)
-                digest.update(chunk)
-                got += len(chunk)
-                if size is not None and got > size:
-                    break
+        try:
+            with open(dest, "wb") as f:
+                for chunk in response.iter_content(1 << 16):
+                    f.write(chunk)
+                    digest.update(chunk)
+                    got += len(chunk)
+                    on_bytes(len(chunk))
+                    if size is not None and got > size:
+                        break
+        except BaseException:
+            on_bytes(-got)
+            raise
     if size is not None and got < size:
+        on_bytes(-got)
         raise _Retryable(f"the connection ended after {got} of {size} bytes")
     actual = digest.hexdigest()
     if (size is not None and got != size) or (sha256 is not None and actual != sha256):

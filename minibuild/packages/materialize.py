@@ -45,7 +45,8 @@ def prepare(run: Any) -> None:
     if packages is None:
         raise InputError(f"sysroot `{p.name}` is not locked for architecture `{p.arch}`",
                          hint=f"add `{p.arch}` to its `architectures`, then run `minibuild lock`")
-    fetch.fetch(packages, lambda: p.url or sources.mirror_for(p.request.suite), run.cache, run.stat_cache)
+    fetch.fetch(packages, lambda: p.url or sources.mirror_for(p.request.suite), run.cache, run.stat_cache,
+                progress=run.progress)
     path = tree.ensure_tree(run.cache, p.arch, packages)
     run.discover(path)
     [out] = run.outputs.values()

@@ -109,6 +109,47 @@ def test_offline_uses_the_store_only_and_lists_what_is_missing(repo, cache, monk
     assert _fetch(repo, cache, locked) == []
 
 
+def test_a_second_workspace_takes_the_debs_from_the_shared_store(repo, tmp_path):
+    first, second = Cache(str(tmp_path / "one")), Cache(str(tmp_path / "two"))
+    locked = _locked(repo, first, ["jq"])
+    assert len(_fetch(repo, first, locked)) == len(locked)
+    served = len(_debs_fetched(repo))
+    assert _fetch(repo, second, locked) == []  # nothing downloaded: all from the shared store
+    assert len(_debs_fetched(repo)) == served
+    for p in locked:  # each one the file the lock names, checked by an independent hash
+        assert run("sha256sum", second.blob_path("sha256:" + p.sha256)).split()[0] == p.sha256
+        assert os.stat(second.blob_path("sha256:" + p.sha256)).st_ino != \
+            os.stat(first.blob_path("sha256:" + p.sha256)).st_ino
+
+
+def test_a_damaged_file_in_the_shared_store_is_downloaded_again(repo, tmp_path, monkeypatch):
+    first, second = Cache(str(tmp_path / "one")), Cache(str(tmp_path / "two"))
+    locked = _locked(repo, first, ["hello"])
+    _fetch(repo, first, locked)
+    shared = [path for path in Path(os.environ[fetch.SHARED_ENV]).rglob("*.deb")]
+    assert len(shared) == len(locked)
+    for path in shared:
+        data = bytearray(path.read_bytes())
+        data[-100] ^= 0xFF
+        path.write_bytes(bytes(data))
+    served = len(_debs_fetched(repo))
+    assert len(_fetch(repo, second, locked)) == len(locked)  # each refused, then downloaded
+    assert len(_debs_fetched(repo)) == served + len(locked)
+    for p in locked:
+        assert run("sha256sum", second.blob_path("sha256:" + p.sha256)).split()[0] == p.sha256
+    monkeypatch.setenv(fetch.SHARED_ENV, "off")
+    third = Cache(str(tmp_path / "three"))
+    assert len(_fetch(repo, third, locked)) == len(locked)
+
+
+def test_downloads_report_their_progress(repo, cache):
+    locked = _locked(repo, cache, ["jq"])
+    said: list[str] = []
+    _fetch(repo, cache, locked, progress=said.append)
+    total = sum(p.size for p in locked)
+    assert said[-1] == f"downloading {len(locked)}/{len(locked)} packages, {total / 1e6:.1f}/{total / 1e6:.1f} MB"
+
+
 def _entries(root: Path) -> dict[str, tuple]:
     """Every path below `root`: kind, link target or content, permission bits."""
     found = {}
