@@ -211,8 +211,9 @@ class _Du:
 
 
 def _last_used(st: os.stat_result) -> float:
-    # The access time counts too where the mount updates it (relatime: at least once a day).
-    return max(st.st_atime, st.st_mtime)
+    # A file's access time counts too where the mount updates it (relatime: at least once a day); not a
+    # directory's, which listing it (this walk) updates.
+    return st.st_mtime if stat.S_ISDIR(st.st_mode) else max(st.st_atime, st.st_mtime)
 
 
 class _Listing:
@@ -226,17 +227,17 @@ class _Listing:
         self.trees: dict[str, tuple[Resource, float]] = {}
         self.loose: list[Unit] = []  # analyses, orphans in tmp/
         self.total = self.du.add(os.lstat(self.root))
-        self._tree_sizes = _TreeSizes(self.root)
+        tree_sizes = _TreeSizes(self.root)
+        if os.path.isdir(os.path.join(self.root, SYSROOTS)):
+            self._sysroots(os.path.join(self.root, SYSROOTS), tree_sizes)
+        tree_sizes.save(set(self.trees))  # before the rest is counted: the file is part of the total
         for e in _scandir(self.root):
             if e.name in ("cas", "ac") and e.is_dir(follow_symlinks=False):
                 self._shards(e.path, self.blobs if e.name == "cas" else None)
-            elif e.name == SYSROOTS and e.is_dir(follow_symlinks=False):
-                self._sysroots(e.path)
             elif e.name in ("analysis", "tmp") and e.is_dir(follow_symlinks=False):
                 self._loose(e.path, e.name, now)
-            else:
+            elif e.path != os.path.join(self.root, SYSROOTS):
                 self.total += self.du.tree(e.path)
-        self._tree_sizes.save(set(self.trees))
 
     def _shards(self, path: str, blobs: dict[str, os.stat_result] | None) -> None:
         """cas/sha256/ab/<hex> (blobs) or ac/ab/<key>.json (entries); anything else there counts, and stays."""
@@ -254,7 +255,7 @@ class _Listing:
                 elif f.name.endswith(".json"):
                     self.entries[f.name.removesuffix(".json")] = (f.path, st)
 
-    def _sysroots(self, path: str) -> None:
+    def _sysroots(self, path: str, tree_sizes: _TreeSizes) -> None:
         """A tree `<key>/` goes with the records beside it (`<key>.owners.json`, ...: packages/tree.py)."""
         self.total += self.du.add(os.lstat(path))
         entries = _scandir(path)
@@ -268,7 +269,7 @@ class _Listing:
                 self.total += self.du.tree(e.path)
         for key in sorted(keys):
             tree = os.path.join(path, key)
-            size = self._tree_sizes.size(tree, self.du) + sum(self.du.tree(r) for r in records.get(key, ()))
+            size = tree_sizes.size(tree, self.du) + sum(self.du.tree(r) for r in records.get(key, ()))
             self.trees[key] = (Resource(size, (tree, *records.get(key, ()))), _last_used(os.lstat(tree)))
             self.total += size
 
@@ -479,8 +480,9 @@ def after_build(cache: Cache, workspace: Workspace, out_root: str, used: frozens
 def describe(cache: Cache, unit: Unit) -> str:
     """What a unit is, in a few words: `action entry ab12...`, `.deb package sha256:...`, ..."""
     if unit.kind == "blob":
-        try:
-            with open(cache.blob_path(unit.name), "rb") as f:
+        try:  # without touching its access time, which says when it was last used
+            fd = os.open(cache.blob_path(unit.name), os.O_RDONLY | getattr(os, "O_NOATIME", 0))
+            with os.fdopen(fd, "rb") as f:
                 deb = f.read(8) == b"!<arch>\n"
         except OSError:
             deb = False
