@@ -7,12 +7,16 @@ This is the only place that catches errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import NoReturn
 
-from minibuild import __version__
+from minibuild import __version__, sandbox
 from minibuild.errors import MinibuildError
 
 # Command -> one line of help. Each has a module minibuild/cli/commands/<name>.py with add_arguments(parser)
@@ -68,11 +72,38 @@ def make_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the commands minibuild runs are killed, then the build unwinds as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 - signal's handler signature
+    sandbox.cancel_all()  # the worker threads waiting on them return at once and remove their scratch directories
+    raise _Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stoppable() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser(argv).parse_args(argv)
     try:
-        return int(args._module.run(args))
+        with _stoppable():
+            return int(args._module.run(args))
     except MinibuildError as exc:
         # lazy: rich (and the build machinery), loaded only when an error is shown
         from minibuild.build import BuildFailed
@@ -85,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             ui.error(exc)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         sys.stderr.write("interrupted\n")
-        return 130
+        return 128 + (exc.signum if isinstance(exc, _Stopped) else signal.SIGINT)
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - anything else is our bug: say so, with the traceback

@@ -17,11 +17,10 @@ import os
 import posixpath
 import re
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from minibuild import sandbox
 from minibuild.errors import BuildError
 from minibuild.image.tree import ImageTree
 
@@ -38,8 +37,6 @@ _LINE = re.compile(r"^(\d+)\s+(?:<\.\.\. )?([a-z_0-9]+)\((.*)$")
 _FD_ARG = re.compile(r'^(?:AT_FDCWD|-?\d+)(?:<((?:[^>\\]|\\.)*)>)?,\s*"((?:[^"\\]|\\.)*)"')
 _PATH_ARG = re.compile(r'^"((?:[^"\\]|\\.)*)"')
 HIDDEN = ("/etc/ld.so.cache", "/etc/ld.so.preload")
-# Devices the command gets in its /dev (bind-mounted from the host's); nothing else of the host's /dev.
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 @dataclass(frozen=True)
@@ -151,21 +148,17 @@ def materialize(tree: ImageTree, dest: str) -> None:
 
 def tools() -> tuple[str, str, str]:
     """Host paths of strace, unshare and setpriv; a clear error naming the package when one is missing."""
-    found = []
-    for tool, package in (("strace", "strace"), ("unshare", "util-linux"), ("setpriv", "util-linux")):
-        path = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/bin:/bin")
-        if path is None:
-            raise BuildError(f"`probe` needs `{tool}` on the build machine, and it is not on PATH",
-                             hint=f"install it (Debian: `apt-get install {package}`), or drop `probe`")
-        found.append(path)
-    return found[0], found[1], found[2]
+    strace, unshare, setpriv = (sandbox.find_tool(tool, package, "`probe`", "drop `probe`")
+                                for tool, package in (("strace", "strace"), ("unshare", "util-linux"),
+                                                      ("setpriv", "util-linux")))
+    return strace, unshare, setpriv
 
 
 # Runs in the new namespaces: the image is copied to a tmpfs (an overlay layer must not sit inside another,
 # and the sysroot may be `/`), laid over the sysroot with a tmpfs on top for writes, given its own /proc,
 # /dev, /tmp and empty home directories; then strace runs the command with its root changed to it. Where
 # overlayfs is not available the command runs in the image alone.
-_SETUP = r"""
+_SETUP = sandbox.DEV_SETUP + r"""
 set -e
 unset PWD OLDPWD
 image=$1 mnt=$2 sysroot=$3 strace=$4 log=$5 unshare=$6 wd=$7 ids=$8
@@ -180,17 +173,14 @@ if ! mount -t overlay overlay -o "lowerdir=$mnt/image:$sysroot,upperdir=$mnt/upp
     root=$mnt/image
 fi
 mount -t proc proc "$root/proc"
-mount -t tmpfs -o mode=755,size=1m tmpfs "$root/dev"
-for d in DEVICES; do
-    if [ -e "/dev/$d" ]; then touch "$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; fi
-done
+devices "$root/dev"
 for d in tmp root home; do
     if [ -d "$root/$d" ] && [ ! -L "$root/$d" ]; then mount -t tmpfs -o mode=1777 tmpfs "$root/$d"; fi
 done
 [ "$ids" = - ] && ids=
 exec "$strace" -f -qq -y -s 4096 -e trace=%file,%process -o "$log" -- "$unshare" --root="$root" --wd="$wd" \
     $ids "$@"
-""".replace("DEVICES", " ".join(DEVICES)).replace("NO_OVERLAY", "minibuild: no overlayfs")
+""".replace("NO_OVERLAY", "minibuild: no overlayfs")
 _NO_OVERLAY = "minibuild: no overlayfs\n"
 
 
@@ -227,30 +217,20 @@ def run_probe(command: Sequence[str], image: str, sysroot: str, *, env: dict[str
     strace, unshare, setpriv = tools()
     # If minibuild dies (killed mid-build), so does the probe: setpriv makes unshare die with its parent,
     # and --kill-child takes the new PID namespace, everything the command started, with it.
-    ns = [setpriv, "--pdeathsig", "KILL", "--", unshare, "--mount", "--pid", "--net", "--ipc", "--uts",
-          "--kill-child", "--propagation", "private"]
-    if os.geteuid() != 0:
-        ns[5:5] = ["--map-root-user"]
+    ns = sandbox.namespaces(setpriv, unshare, network=False)
     ids = user_ids(user, image)
     mnt = os.path.join(os.path.dirname(log), "mnt")
     os.makedirs(mnt, exist_ok=True)
     argv = [*ns, "/bin/sh", "-c", _SETUP, "probe", image, mnt, sysroot, strace, log, unshare, workdir or "/",
             f"--setgid {ids[1]} --setuid {ids[0]}" if ids else "-", *command]
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
-    except OSError as e:
-        raise BuildError(f"cannot start the probe `{' '.join(command)}`: {e.strerror}") from None
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = None
-    text = out.decode("utf-8", "replace")
-    overlay = not text.startswith(_NO_OVERLAY)
-    text = text.removeprefix(_NO_OVERLAY)
+    output = log + ".out"
+    code = sandbox.run_process(argv, env=env, timeout=timeout, output=output)
+    with open(output, "rb") as f:
+        overlay = not f.read(len(_NO_OVERLAY)).startswith(_NO_OVERLAY.encode())
+    last = sandbox.tail(output, lines=10)
+    if last and not overlay:
+        last[0] = last[0].removeprefix(_NO_OVERLAY.rstrip("\n"))
+    text = "\n".join(line for line in last if line)
     try:
         with open(log, encoding="latin-1") as f:
             lines = f.read().splitlines()
@@ -262,4 +242,4 @@ def run_probe(command: Sequence[str], image: str, sysroot: str, *, env: dict[str
                          hint="`probe` runs as root, or needs unprivileged user namespaces "
                               "(sysctl kernel.unprivileged_userns_clone=1)")
     paths = parse_trace(lines, workdir or "/")
-    return ProbeResult(tuple(command), tuple(sorted(set(paths))), code, "\n".join(text.splitlines()[-10:]), overlay)
+    return ProbeResult(tuple(command), tuple(sorted(set(paths))), code, text, overlay)
