@@ -19,7 +19,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
         return
     rows = [("cases tried", TALLY["cases"]), ("clean errors", TALLY["clean_errors"]),
             ("crashes (must be 0)", TALLY["crashes"]), ("data lost (must be 0)", TALLY["data_lost"]),
-            ("kill trials", TALLY["kill_trials"]), ("kill trials survived", TALLY["kill_survived"])]
+            ("kill trials", TALLY["kill_trials"]), ("kill trials survived", TALLY["kill_survived"]),
+            ("sandbox escapes tried", TALLY["escapes_tried"]), ("escapes out (must be 0)", TALLY["escaped"])]
     terminalreporter.section("minibuild reliability")
     for name, value in rows:
         terminalreporter.write_line(f"{name:<26}{value:>8}")
