@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from minibuild.cache import Cache
-from minibuild.errors import BuildError, InputError
+from minibuild.errors import BuildError, InputError, MinibuildError
 from minibuild.portable import host_path
 from minibuild.workspace import Workspace
 
@@ -470,7 +470,10 @@ def after_build(cache: Cache, workspace: Workspace, out_root: str, used: frozens
     with cache.exclusive(wait=False) as mine:
         if not mine or measure(cache) <= limit.bytes:
             return []
-        report = collect(cache, str(workspace.root), out_root, limit.bytes, keep=used)
+        try:
+            report = collect(cache, str(workspace.root), out_root, limit.bytes, keep=used)
+        except (MinibuildError, OSError) as exc:  # the build succeeded: this does not undo it
+            return [f"the cache could not be brought under its limit ({limit.source}): {exc}"]
     if not report.over_limit:
         return []
     return [f"the cache holds {report.after.bytes:,} bytes, over its limit of {limit.bytes:,} ({limit.source}): "
