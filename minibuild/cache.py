@@ -75,8 +75,10 @@ class Cache:
             raise _no_space(exc, f"blob `{digest}`") from None
         return Blob(digest, size)
 
-    def put_bytes(self, data: bytes) -> Blob:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    def put_bytes(self, data: bytes, digest: str | None = None) -> Blob:
+        """Store `data`; `digest` when the caller has just computed it (it is trusted: never one read from
+        elsewhere)."""
+        digest = digest or "sha256:" + hashlib.sha256(data).hexdigest()
         if os.path.exists(self.blob_path(digest)):
             return Blob(digest, len(data))
         fd, tmp = tempfile.mkstemp(dir=os.path.join(self.root, "tmp"))

@@ -112,7 +112,7 @@ class RemoteSync:
 
     def _store(self, digest: Digest, data: bytes) -> None:
         """Store bytes an entry carried inline (already checked against their digest by `_inline`)."""
-        self.cache.put_bytes(data)
+        self.cache.put_bytes(data, digest.local)
         self._stored_inline(digest, data)
 
     def _stored_inline(self, digest: Digest, data: bytes) -> bytes:
@@ -150,8 +150,9 @@ class RemoteSync:
     def _download_now(self, digests: Sequence[Digest]) -> None:
         if not digests:
             return
-        with self.cache.workdir() as work:
-            wanted = [(d, os.path.join(work, d.hash)) for d in digests]
+        tmp = os.path.join(self.cache.root, "tmp")
+        wanted = [(d, os.path.join(tmp, f"{d.hash}.{os.getpid()}.{threading.get_ident()}")) for d in digests]
+        try:
             self.client.download_blobs(wanted)
             for d, path in wanted:
                 try:
@@ -165,6 +166,10 @@ class RemoteSync:
                 self.cache.put_file(path, d.local)
                 with self._lock:
                     self.bytes_downloaded += d.size
+        finally:
+            for _, path in wanted:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     # -- uploading -----------------------------------------------------------------------------
     def upload(self, key: str, key_size: int, entry: Mapping[str, Any]) -> None:
