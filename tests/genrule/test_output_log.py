@@ -12,7 +12,7 @@ from tests.genrule.helpers import scratch_left
 
 SIXTEEN_MB = 16_000_000
 # `tr` streams: the command itself holds a few KiB whatever it prints, so the memory measured is minibuild's.
-LONG_LINE = f"head -c {SIXTEEN_MB} /dev/zero | tr '\\\\0' x; echo; echo the-last-words >&2; exit 1"
+LONG_LINE = f"head -c {SIXTEEN_MB} /dev/zero | tr '\\\\0' x; echo; echo the-last-words; exit 1"
 
 
 def _peak_rss_kib(argv: list[str], cwd) -> tuple[subprocess.CompletedProcess[str], int, float]:
@@ -39,6 +39,7 @@ def test_one_long_line_of_output_does_not_stall_a_failure(workspace):
     log = workspace.root / ".minibuild/cache/logs/pkg/loud.log"
     assert f"its whole output is in {log}" in r.stderr.replace("\n", "")
     assert log.stat().st_size == SIXTEEN_MB + len("\nthe-last-words\n")
+    assert "caused by: [... cut]" in r.stderr  # the end of the long line, cut
     # Was 35 to 65 s and 197 MB: the error held the whole line and laid it out for the terminal.
     assert seconds < 15, seconds
     assert rss_kib < 120_000, rss_kib

@@ -21,7 +21,7 @@ def _sleeper(workspace, *, sandbox: bool, timeout: int | None = None) -> str:
     for); their marker, to find them with `ps`."""
     marker = str(random.randrange(10**8, 10**9))
     workspace.write("pkg/BUILD.toml", (
-        f'[[genrule]]\nname = "g"\nouts = ["o"]\nsandbox = {"true" if sandbox else "false"}\n'
+        '[[genrule]]\nname = "g"\nouts = ["o"]\n' + ("" if sandbox else "sandbox = false\n")
         + (f"timeout = {timeout}\n" if timeout else "")
         + f'cmd = "sleep {marker}1 & sleep {marker}2"\n'))
     return marker
