@@ -49,7 +49,8 @@ class GenruleParams:
 
 class GenruleAttrs(Attrs):
     srcs: list[str] = []
-    """Input files of the package, relative to its BUILD.toml: `$(SRCS)`, or `$(SRC)` for the only one."""
+    """Input files of the package, relative to its BUILD.toml: `$(SRCS)`, or `$(SRC)` for the only one (in the
+    sandbox, read-only at `/src/<path in the workspace>`)."""
     outs: list[str]
     """Names of the files the command writes: `$(OUTS)`, or `$(OUT)` for the only one."""
     cmd: str
