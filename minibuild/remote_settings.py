@@ -46,13 +46,18 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() not in _OFF
 
 
+_LOCAL_ONLY = {"max_size"}  # `[cache]` keys that say nothing of a remote cache (docs/cache.md)
+
+
 def _has_cache_table(workspace: Workspace) -> bool:
-    """Whether workspace.toml has a `[cache]` table (read with tomllib: a no-op build does not load pydantic)."""
+    """Whether workspace.toml's `[cache]` table says anything of a remote cache (read with tomllib: a no-op
+    build of a workspace with no remote cache, or only `max_size`, does not load pydantic)."""
     try:
         with open(workspace.root / WORKSPACE_FILE, "rb") as f:
-            return "cache" in tomllib.load(f)
+            table = tomllib.load(f).get("cache")
     except (OSError, tomllib.TOMLDecodeError):
         return True  # let the validated configuration say what is wrong
+    return table is not None and (not isinstance(table, dict) or bool(set(table) - _LOCAL_ONLY))
 
 
 def split_credentials(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -34,7 +34,7 @@ COMMANDS = {
     "load": "build image targets and load them into the Docker engine",
     "run": "build an image target, load it into Docker and run it (`minibuild run //images:bash -- -c 'echo hi'`)",
     "test": "build image_test targets and their images, load them into Docker and run their checks",
-    "cache": "check the cache: `minibuild cache verify` re-hashes every stored blob",
+    "cache": "the local cache: `cache verify` re-hashes every blob, `cache gc --max-size 5GiB` bounds it",
     "clean": "remove .minibuild/out (and .minibuild/cache with --cache)",
     "size": "build images (no load) and show what each costs and what the whole set stores once",
     "diff": "show the files two images differ in (a build against the previous one, a recorded one, or OCI layouts)",
