@@ -144,8 +144,9 @@ class ImageAttrs(Attrs):
     dpkg_status: bool = False
     """`/var/lib/dpkg/status.d/<package>` (and `.md5sums`) for each Debian package whose files the image holds, as
     distroless images have them, so image scanners see the packages (docs/packages.md)."""
-    allow_secrets: bool = False
-    """Ship files that look like private keys or credentials (by default they stop the build)."""
+    allow_secrets: list[str] = []
+    """Files that look like private keys or credentials stop the build (docs/runtime.md): the image paths,
+    directories or globs (`/app/keys/*`) of those meant to ship."""
     keep_setuid: bool = False
     """Keep setuid/setgid bits (dropped by default)."""
     probe: list[list[str]] = []
@@ -166,6 +167,16 @@ class ImageAttrs(Attrs):
             if not name or name.startswith("/") or ".." in name.split("/"):
                 raise ValueError(f"`{name}` must be a name such as `Europe/Paris` or `xterm`, not a path")
         return v
+
+    @field_validator("allow_secrets", mode="before")
+    @classmethod
+    def _allow_secrets(cls, v: object) -> object:
+        if isinstance(v, bool):
+            raise ValueError('allow_secrets names the secrets meant to ship, e.g. `allow_secrets = ["/app/deploy_key"]`'
+                             "; `true` would let any secret through, and a failed build names what to list")
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return [image_path(x, "allowed secret") for x in v]
+        return v  # not a list of strings: pydantic says so
 
     @field_validator("binaries")
     @classmethod
@@ -403,7 +414,7 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
         version=1,
         params=LayersParams(
             closure=closure_out, files=_file_params(files), user=a.user, base_layers=base.layers if base else None,
-            layering=a.layering, ld_so_cache=a.ld_so_cache, allow_secrets=a.allow_secrets,
+            layering=a.layering, ld_so_cache=a.ld_so_cache, allow_secrets=names(a.allow_secrets),
             keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
             epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,
         ),

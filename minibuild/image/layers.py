@@ -10,16 +10,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from minibuild.entry import TreeEntry
-from minibuild.errors import BuildError, InputError
+from minibuild.errors import BuildError
 from minibuild.executor import ActionRun
 from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
 from minibuild.image.runtime.dpkg_status import Owners
+from minibuild.image.secrets import SecretWatch
 from minibuild.image.tree import GROUPS, ImageTree, build_tree
 from minibuild.oci.layer import write_layer
 
@@ -30,13 +30,11 @@ _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: sh
 
 def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any],
                 dpkg: Owners | None) -> tuple[ImageTree, dict[str, str]]:
-    """The image's tree (secrets refused, setuid bits dropped unless asked) and each path's layer group."""
+    """The image's tree (setuid bits dropped unless asked) and each path's layer group."""
     p = run.params
     files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
               "digest": run.digest(run.input(f.input))} for f in p.files]
     tree, groups = build_tree(closure, files, run.inputs, p.user, p.ld_so_cache, root=run.root, dpkg=dpkg)
-    if not p.allow_secrets:
-        _refuse_secrets(tree, run.action.owner)
     if not p.keep_setuid:
         # setuid/setgid programs are rarely meant to be so in a container; Docker's default drops them
         # anyway only at run time, so the image should not carry them unless asked.
@@ -74,9 +72,13 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     [out] = run.outputs.values()
     work = os.path.dirname(out)
 
+    # Secrets are looked for in what this image adds (a base image had its own check), their content in the
+    # bytes the layer writer reads anyway.
+    secrets = SecretWatch([e for entries in by_group.values() for e in entries])
+
     def write(group: str) -> Any:
         return write_layer(by_group[group], os.path.join(work, _layer_file(group)), compression=p.compression,
-                           gzip_level=p.gzip_level, epoch=p.epoch)
+                           gzip_level=p.gzip_level, epoch=p.epoch, watch=secrets.file)
 
     if p.max_size:
         _check_budget(tree, below, p.max_size, run.action.owner)
@@ -86,6 +88,7 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     # Compression and hashing release the GIL, so the layers are written side by side.
     with ThreadPoolExecutor(max_workers=len(groups_used) or 1) as pool:
         written = list(pool.map(write, groups_used))
+    secrets.check(run.action.owner, p.allow_secrets, tree.canonical, run.warn)  # before anything is stored
     layers = []
     for group, layer in zip(groups_used, written, strict=True):
         run.store_blob(os.path.join(work, _layer_file(group)), layer.descriptor.digest)
@@ -96,40 +99,6 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
         "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
         "max_size": p.max_size,
     })
-
-
-_SECRET_PATHS = re.compile(r"(^/etc/g?shadow-?$)|(/\.ssh/)|(/\.docker/config\.json$)|(/\.aws/credentials$)|"
-                           r"(/\.netrc$)|(/\.git-credentials$)")
-
-
-
-_SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx")
-
-
-
-def _refuse_secrets(tree: ImageTree, owner: object) -> None:
-    """Files that look like private keys or credentials stop the build unless `allow_secrets = true`."""
-    for path, e in sorted(tree.entries.items()):
-        if e.kind != "file":
-            continue
-        why = "its path is a well-known credentials file" if _SECRET_PATHS.search(path) else None
-        if why is None and path.endswith(_SECRET_SUFFIXES):
-            head = e.data[:1 << 16] if e.data is not None else _head(e.source)
-            if b"PRIVATE KEY" in head:
-                why = "it holds a PRIVATE KEY"
-        if why:
-            raise InputError(f"`{owner}` would ship `{path}`, which looks like a secret: {why}",
-                             causes=(f"from {e.origin}: {e.reason}",),
-                             hint="remove it from the image, or set `allow_secrets = true` if it is meant to ship")
-
-
-
-def _head(source: str | None) -> bytes:
-    if not source:
-        return b""
-    with open(source, "rb") as f:
-        return f.read(1 << 16)
-
 
 
 def _layer_file(group: str) -> str:

@@ -90,7 +90,7 @@ class LayersParams:
     base_layers: Artifact | None
     layering: str  # "shared" | "single"
     ld_so_cache: bool
-    allow_secrets: bool
+    allow_secrets: tuple[str, ...]  # image paths, directories or globs of the secrets meant to ship
     keep_setuid: bool
     max_size: int | None
     compression: str  # "gzip" | "zstd" | "none"

@@ -20,7 +20,7 @@ import stat
 import struct
 import tarfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -31,6 +31,7 @@ from minibuild.oci.spec import LAYER_MEDIA_TYPES, Descriptor, Platform
 
 __all__ = [
     "Descriptor",
+    "FileWatch",
     "Layer",
     "TreeEntry",
     "checked",
@@ -381,21 +382,45 @@ def _open_source(entry: TreeEntry) -> BinaryIO:
     return f
 
 
-def _add_file(tar: tarfile.TarFile, entry: TreeEntry, epoch: int) -> None:
+class FileWatch(Protocol):
+    """Sees a file member's bytes as they go into the layer (`write_layer`'s `watch`), so a check of the content
+    (an image's secrets) needs no second read."""
+
+    def update(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Watched:
+    def __init__(self, reader: SourceReader | io.BytesIO, watch: FileWatch) -> None:
+        self._reader = reader
+        self._watch = watch
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._reader.read(n)
+        self._watch.update(data)
+        return data
+
+
+def _add_file(tar: tarfile.TarFile, entry: TreeEntry, epoch: int, watch: FileWatch | None) -> None:
     if entry.data is not None:
-        tar.addfile(tar_info(entry, len(entry.data), epoch), io.BytesIO(entry.data))
+        data = io.BytesIO(entry.data)
+        tar.addfile(tar_info(entry, len(entry.data), epoch), _Watched(data, watch) if watch else data)
+        if watch:
+            watch.close()
         return
     assert entry.source is not None
     with _open_source(entry) as f:
         size = os.fstat(f.fileno()).st_size
         reader = SourceReader(f, entry.source, f"content of `{entry.path}`")
         try:
-            tar.addfile(tar_info(entry, size, epoch), reader)
+            tar.addfile(tar_info(entry, size, epoch), _Watched(reader, watch) if watch else reader)
         except OSError as exc:
             # Reads and writes translate their own errors; tarfile raises this one when the file ended early.
             raise BuildError(f"source file `{entry.source}` shrank while it was being read ({exc})") from exc
         if reader.read(1):
             raise BuildError(f"source file `{entry.source}` grew while it was being read")
+    if watch:
+        watch.close()
 
 
 def write_layer(
@@ -406,10 +431,12 @@ def write_layer(
     gzip_level: int = 1,
     zstd_level: int = 3,
     epoch: int = 0,
+    watch: Callable[[TreeEntry], FileWatch] | None = None,
 ) -> Layer:
     """Write the layer blob of `entries` to `dest` atomically and return its descriptor and diff_id.
 
-    compression: "gzip" | "zstd" | "none". The descriptor's media type follows it.
+    compression: "gzip" | "zstd" | "none". The descriptor's media type follows it. `watch(entry)`, if given,
+    is fed the bytes of each file member as they are read.
     """
     media_type = LAYER_MEDIA_TYPES.get(compression)
     if media_type is None:
@@ -422,7 +449,7 @@ def write_layer(
         tar = tarfile.open(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8")  # type: ignore[call-overload]
         for entry in members:
             if entry.kind == "file":
-                _add_file(tar, entry, epoch)
+                _add_file(tar, entry, epoch, watch(entry) if watch else None)
             else:
                 tar.addfile(tar_info(entry, 0, epoch))
         tar.close()

@@ -109,7 +109,7 @@ def test_secrets_refused_unless_allowed(dest, content, workspace, cli, tally):
     assert r.returncode == 2 and "looks like a secret" in r.stderr and dest in r.stderr, r.stderr
     assert "allow_secrets" in r.stderr
     tally["clean_errors"] += 1
-    workspace.write("img/BUILD.toml", f'[[image]]\nname = "x"\nbinaries = ["/bin/sh"]\nallow_secrets = true\n'
+    workspace.write("img/BUILD.toml", f'[[image]]\nname = "x"\nbinaries = ["/bin/sh"]\nallow_secrets = ["{dest}"]\n'
                                       f'files = [{{ src = "s", dest = "{dest}" }}]\n')
     assert cli("build", "//img:x", "--no-load", cwd=workspace.root).returncode == 0
 
