@@ -135,7 +135,8 @@ def find_tool(name: str, package: str, user: str, instead: str) -> str:
     path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/bin:/bin")
     if path is None:
         raise BuildError(f"{user} needs `{name}` on the build machine, and it is not on PATH",
-                         hint=f"install it (Debian: `apt-get install {package}`), or {instead}")
+                         hint=f"install it (Debian: `apt-get install {package}`)"
+                              + (f", or {instead}" if instead else ""))
     return path
 
 
@@ -242,6 +243,8 @@ def prepare(scratch: str, sources: Mapping[str, str]) -> tuple[str, str]:
         os.chown(work, NOBODY, NOBODY)  # the command runs as nobody: its work directory is the one it may write
     for rel, host in sources.items():
         dest = os.path.join(srcs, rel)
+        if os.path.lexists(dest):
+            continue  # never write through a link made here to a workspace file
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         st = os.stat(host)
         if os.geteuid() != 0 or st.st_mode & 0o004:
@@ -254,6 +257,16 @@ def prepare(scratch: str, sources: Mapping[str, str]) -> tuple[str, str]:
         for d in dirs:
             os.chmod(os.path.join(top, d), 0o755)  # whatever the umask: the command may be another user
     return work, srcs
+
+
+def private_home() -> list[str]:
+    """The user's home, for a sandbox to show empty; none when it is the root or a system directory a command
+    needs (a service user's home may be `/`, `/usr/sbin` or `/var`)."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    system = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+    if home in ("/", "/var", "/opt", "/srv") or any(home == d or home.startswith(d + "/") for d in system):
+        return []
+    return [home]
 
 
 def run_sandboxed(command: Sequence[str], *, scratch: str, env: Mapping[str, str], network: bool, timeout: float,
@@ -290,7 +303,7 @@ def run_unsandboxed(command: Sequence[str], *, cwd: str, env: Mapping[str, str],
                     what: str) -> int | None:
     """Run `command` as minibuild's user, on the host as it is: only its deadline and the end of its process
     group are minibuild's (docs/sandbox.md, `sandbox = false`)."""
-    setpriv = find_tool("setpriv", "util-linux", what, "install it")
+    setpriv = find_tool("setpriv", "util-linux", what, "")
     argv = [setpriv, "--pdeathsig", "TERM", "--", "/bin/sh", "-c", _SUPERVISE, "supervise", *command]
     return run_process(argv, env=env, timeout=timeout, output=log, cwd=cwd)
 

@@ -123,7 +123,7 @@ def run_genrule(run: ActionRun[GenruleParams]) -> None:
         command = ["/bin/bash", "-eo", "pipefail", "-c", cmd]
         what = f"genrule `{owner}`"
         if p.sandbox:
-            hide = [run.root, run.cache.root, os.path.expanduser("~")]
+            hide = [run.root, run.cache.root, *sandbox.private_home()]
             code = sandbox.run_sandboxed(command, scratch=scratch, env=env, network=p.network, timeout=p.timeout,
                                          log=log, hide=hide, what=what)
         else:

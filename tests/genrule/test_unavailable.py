@@ -28,3 +28,11 @@ def test_no_namespaces_is_a_clear_error_with_the_way_out(tmp_path, monkeypatch):
     assert e.message == "the sandbox of genrule `//pkg:g` could not be set up"
     assert e.causes == ("unshare: unshare failed: Operation not permitted",)
     assert e.hint is not None and "unprivileged user namespaces" in e.hint and "`sandbox = false`" in e.hint
+
+
+@pytest.mark.parametrize("home, hidden", [("/", False), ("/usr/sbin", False), ("/var", False), ("/etc", False),
+                                          ("/var/lib/ci", True), ("/home/dev", True)])
+def test_the_home_shown_empty_is_never_a_system_directory(monkeypatch, home, hidden):
+    """A service user's home may be `/` or `/usr/sbin`: hiding it would hide the tools."""
+    monkeypatch.setenv("HOME", home)
+    assert sandbox.private_home() == ([home] if hidden else [])
