@@ -21,7 +21,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG0
             ("crashes (must be 0)", TALLY["crashes"]), ("data lost (must be 0)", TALLY["data_lost"]),
             ("kill trials", TALLY["kill_trials"]), ("kill trials survived", TALLY["kill_survived"]),
             ("sandbox escapes tried", TALLY["escapes_tried"]), ("escapes out (must be 0)", TALLY["escaped"]),
-            ("secrets tried", TALLY["secrets_tried"]), ("secrets out (must be 0)", TALLY["secrets_shipped"])]
+            ("secrets tried", TALLY["secrets_tried"]), ("secrets out (must be 0)", TALLY["secrets_shipped"]),
+            ("cache entries tampered", TALLY["tampered"]), ("tampered used (must be 0)", TALLY["tampered_used"]),
+            ("links refused", TALLY["links_refused"]), ("links used (must be 0)", TALLY["links_followed"])]
     terminalreporter.section("minibuild reliability")
     for name, value in rows:
         terminalreporter.write_line(f"{name:<26}{value:>8}")
