@@ -29,7 +29,8 @@ class CacheSection(BaseModel):
     """`[cache]`: the remote cache shared by a team (docs/remote-cache.md), the local cache's limit (docs/cache.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    remote: str | None = None  # http(s)://host/path (Bazel HTTP cache), grpc(s)://host:port (REAPI v2)
+    remote: str | None = None  # http(s)://host/path (Bazel HTTP cache), grpc(s)://host:port (REAPI v2),
+    #                            oci://host/repository (an OCI registry)
     instance: str = ""  # the REAPI instance name
     read: bool = True
     write: bool = True

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
     from minibuild.oci import registry
-    from minibuild.oci.registry import DEFAULT_CHUNK_SIZE, PushRecord, RegistryClient
+    from minibuild.oci.registry import DEFAULT_CHUNK_SIZE, PushRecord, RegistryClient, push_record_path
 
     ref = registry.parse_reference(args.to)  # bad input fails before any build
     credentials, warnings = registry.load_credentials(ref.registry)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                          hint="name one image target, e.g. `//images:bash`")
     [image] = images
     client = RegistryClient(ref.registry, api_host=ref.api_host, insecure=args.insecure, credentials=credentials)
-    record = PushRecord(os.path.join(workspace.state_dir, "cache", "pushed.json"))
+    record = PushRecord(push_record_path(str(workspace.state_dir)))
 
     def on_blob(kind: str, desc: Descriptor, outcome: str) -> None:
         ui.info(f"  {kind} {desc.digest[:19]}  {ui.human(desc.size):>10}  {outcome}")
