@@ -149,3 +149,4 @@ def test_a_link_output_is_one_clean_error(workspace, cli, tmp_path_factory, sand
     assert f"output `o` of `//pkg:g` is a symbolic link to `{victim}`, outside its work directory" in r.stderr
     assert "hint: write the output itself" in r.stderr
     tally["clean_errors"] += 1
+    tally["links_refused"] += 1
