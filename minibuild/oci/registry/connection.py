@@ -50,13 +50,15 @@ class RegistryError(EngineError):
 
     `status` is the HTTP status the registry answered, or None when no answer came: then the connection
     failed (`timed_out` when it was a timeout) or the answer was `cut_short`. `reason` is a few words that are
-    the same for every call failing the same way (`connection refused`, `500 Internal Server Error`).
+    the same for every call failing the same way (`connection refused`, `500 Internal Server Error`). `tls`
+    says the TLS handshake failed (`reason`: `certificate verify failed: ...`).
     """
 
     def __init__(self, message: str, *, hint: str | None = None, status: int | None = None, reason: str = "",
-                 timed_out: bool = False, cut_short: bool = False) -> None:
+                 timed_out: bool = False, cut_short: bool = False, tls: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.status, self.reason, self.timed_out, self.cut_short = status, reason, timed_out, cut_short
+        self.tls = tls
 
 
 _T = TypeVar("_T")
@@ -106,6 +108,7 @@ class RegistryConnection:
         timeout: float = 60.0,
         connect_timeout: float = 10.0,
         ca_file: str | None = None,
+        scheme: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.registry = registry
@@ -116,6 +119,7 @@ class RegistryConnection:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.ca_file = ca_file  # a private CA's certificates (PEM) for verified HTTPS; None: the system's
+        self.scheme = scheme  # "https" or "http" whatever the host; None: ping's rule
         self.sleep = sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "minibuild"
@@ -159,7 +163,7 @@ class RegistryConnection:
     def _raw(self, method: str, url: str, *, headers: Mapping[str, str] | None = None, body: Body | None = None,
              params: Mapping[str, Any] | None = None, auth: str | None = None,
              stream: bool = False) -> requests.Response:
-        """One HTTP request; connection failures become _Transient, TLS failures an EngineError."""
+        """One HTTP request; connection failures become _Transient, TLS failures a RegistryError (`tls`)."""
         send_headers = dict(headers or {})
         if auth:
             send_headers["Authorization"] = auth
@@ -169,8 +173,9 @@ class RegistryConnection:
                                         timeout=(self.connect_timeout, self.timeout), verify=self.verify,
                                         allow_redirects=True, stream=stream)
         except requests.exceptions.SSLError as exc:
-            raise EngineError(f"TLS with registry `{self.registry}` failed: {_short(exc)}",
-                              hint="for a registry without a valid certificate, pass `--insecure`") from None
+            short = _short(exc)
+            raise RegistryError(f"TLS with registry `{self.registry}` failed: {short}", reason=short, tls=True,
+                                hint="for a registry without a valid certificate, pass `--insecure`") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             short = _short(exc)
             raise _Transient(f"connection failed ({short})", reason=short,
@@ -296,8 +301,11 @@ class RegistryConnection:
         )
 
     def ping(self) -> None:
-        """GET /v2/ to choose the scheme (HTTP for loopback hosts; HTTPS, or with --insecure either)."""
-        if is_local_host(self.api_host):
+        """GET /v2/ to choose the scheme (the one `scheme` names; else HTTP for loopback hosts, HTTPS, or with
+        --insecure either)."""
+        if self.scheme:
+            candidates = [(self.scheme, True)]
+        elif is_local_host(self.api_host):
             candidates = [("http", True)]
         elif self.insecure:
             candidates = [("https", False), ("http", True)]
@@ -335,6 +343,9 @@ class RegistryConnection:
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
+    verify = re.search(r"certificate verify failed: ([^(\n]+?)\.? \(_ssl", text)  # OpenSSL's reason
+    if verify:
+        return f"certificate verify failed: {verify.group(1)}"
     for needle, meaning in (("Connection refused", "connection refused"), ("timed out", "timed out"),
                             ("Name or service not known", "unknown host"), ("RemoteDisconnected", "connection closed"),
                             ("Connection reset", "connection reset"), ("Connection aborted", "connection aborted"),
