@@ -1,6 +1,6 @@
 """Which remote cache a build uses: the command line over the environment over `[cache]` of workspace.toml.
 
-    --remote-cache URL / MINIBUILD_REMOTE_CACHE / [cache] remote      http(s)://, grpc(s)://, oci://
+    --remote-cache URL / MINIBUILD_REMOTE_CACHE / [cache] remote      http(s)://, grpc(s)://, oci(+https)://
     --remote-cache-read-only / MINIBUILD_REMOTE_CACHE_READ_ONLY=1 / [cache] write = false
     --no-remote-cache / MINIBUILD_REMOTE_CACHE=off
     MINIBUILD_REMOTE_CACHE_INSTANCE / [cache] instance               the REAPI instance name
@@ -24,7 +24,7 @@ from minibuild.errors import InputError
 from minibuild.remote_cache import RemoteSettings
 from minibuild.workspace import WORKSPACE_FILE, Workspace
 
-SCHEMES = ("http", "https", "grpc", "grpcs", "oci")
+SCHEMES = ("http", "https", "grpc", "grpcs", "oci", "oci+https", "oci+http")
 ENV_URL = "MINIBUILD_REMOTE_CACHE"
 ENV_READ_ONLY = "MINIBUILD_REMOTE_CACHE_READ_ONLY"
 ENV_INSTANCE = "MINIBUILD_REMOTE_CACHE_INSTANCE"
@@ -112,17 +112,36 @@ def remote_settings(workspace: Workspace, choice: RemoteChoice,
     url, headers = split_credentials(url)
     headers += _headers(workspace, env, cache.headers_file if cache else None)
     write = (cache.write if cache else True) and not choice.read_only and not _truthy(env.get(ENV_READ_ONLY))
-    ca_file = env.get(ENV_CA) or (cache.ca_file if cache else None)
+    ca_file = _ca_file(workspace, env, cache.ca_file if cache else None)
     return RemoteSettings(
         url=url.rstrip("/"),
         instance=env.get(ENV_INSTANCE, cache.instance if cache else ""),
         read=cache.read if cache else True,
         write=write,
         headers=headers,
-        ca_file=str(workspace.root / os.path.expanduser(ca_file)) if ca_file else None,
+        ca_file=ca_file,
         timeout=cache.timeout if cache else 10.0,
         connections=cache.connections if cache else 8,
     )
+
+
+def _ca_file(workspace: Workspace, env: Mapping[str, str], configured: str | None) -> str | None:
+    """The private CA's file, absolute; InputError when it holds no PEM certificate (a TLS client would fail on
+    every request, or fail the build, for a mistake in the configuration)."""
+    name, where = (env[ENV_CA], f"${ENV_CA}") if env.get(ENV_CA) else (configured, "`[cache] ca_file`")
+    if not name:
+        return None
+    path = workspace.root / os.path.expanduser(name)
+    try:
+        pem = "-----BEGIN CERTIFICATE-----" in path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"cannot read the remote cache's CA file `{name}` ({where}): {exc.strerror}",
+                         hint="`ca_file` is the PEM file of the CA that signed the server's certificate; relative "
+                              "to the workspace root (or starting with `~`)") from None
+    if not pem:
+        raise InputError(f"the remote cache's CA file `{name}` ({where}) holds no PEM certificate",
+                         hint="a `-----BEGIN CERTIFICATE-----` block, as `openssl x509 -outform PEM` writes it")
+    return str(path)
 
 
 def _headers(workspace: Workspace, env: Mapping[str, str], headers_file: str | None) -> tuple[tuple[str, str], ...]:
