@@ -3,6 +3,7 @@ registry (`oci.py`), each an implementation of the engine's `minibuild.remote_ca
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 from minibuild.remote_cache import RemoteCache, RemoteSettings
@@ -13,11 +14,19 @@ def connect(settings: RemoteSettings, *, state_dir: str | None = None) -> Remote
     the workspace's, is where the OCI client finds and adds to the record of where blobs were pushed."""
     scheme = urlsplit(settings.url).scheme
     if scheme in ("grpc", "grpcs"):
-        # lazy: grpcio and the REAPI stubs, loaded only for a grpc:// cache
-        from minibuild.remote.reapi import GrpcCache
+        # lazy: grpcio and the REAPI stubs, loaded only for a grpc:// cache; grpcio reads GRPC_VERBOSITY when it
+        # loads and would otherwise print a log line of its own for each failed TLS handshake
+        quiet = "GRPC_VERBOSITY" not in os.environ
+        if quiet:
+            os.environ["GRPC_VERBOSITY"] = "ERROR"
+        try:
+            from minibuild.remote.reapi import GrpcCache
+        finally:
+            if quiet:
+                del os.environ["GRPC_VERBOSITY"]
 
         return GrpcCache(settings)
-    if scheme == "oci":
+    if scheme.startswith("oci"):
         from minibuild.remote.oci import OciCache
 
         return OciCache(settings, state_dir=state_dir)

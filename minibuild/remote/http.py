@@ -4,7 +4,8 @@ Served by bazel-remote, by most build-cache services, and by any WebDAV server (
 Action-cache values are serialized REAPI `ActionResult` messages, CAS values the blobs' bytes. Blobs are
 streamed both ways, never held whole in memory. At most `connections` requests run at once; each waits at
 most `timeout` seconds for the server. A 404 is an answer (no entry, no blob); any other failure is a
-`RemoteCacheError` naming the status and the path kind, never a header or a credential.
+`RemoteCacheError` naming the status and the path kind, never a header or a credential. `https://` trusts
+`ca_file` or the system's CA bundle (`tls.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import requests
 
 from minibuild.remote import action_result
+from minibuild.remote.tls import tls_failure, trusted_cas
 from minibuild.remote_cache import BlobNotFound, Digest, OutputFile, RemoteCacheError, RemoteSettings
 
 _CHUNK = 1 << 20
@@ -28,7 +30,7 @@ class HttpCache:
         self.url = settings.url
         self._base = settings.url.rstrip("/")
         self._headers = dict(settings.headers)
-        self._verify: str | bool = settings.ca_file or True
+        self._verify: str | bool = trusted_cas(settings) or True
         self._slots = threading.BoundedSemaphore(settings.connections)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -58,7 +60,8 @@ class HttpCache:
                 raise RemoteCacheError(f"no answer within {self.settings.timeout:g} s ({what})",
                                        unavailable=True) from None
             except requests.exceptions.SSLError as exc:
-                raise RemoteCacheError(f"TLS failed ({what}): {_reason(exc)}", unavailable=True) from None
+                why = tls_failure(str(exc)) or "the handshake failed"
+                raise RemoteCacheError(f"TLS failed ({what}): {why}", unavailable=True) from None
             except requests.ConnectionError as exc:
                 raise RemoteCacheError(f"unreachable ({what}): {_reason(exc)}", unavailable=True) from None
             except requests.RequestException as exc:
@@ -132,7 +135,7 @@ def _reason(exc: BaseException) -> str:
     """The innermost reason of a connection error, without the URL requests puts around it."""
     text = str(exc)
     for known in ("Connection refused", "Name or service not known", "No route to host", "Connection reset",
-                  "certificate verify failed", "Remote end closed connection", "timed out"):
+                  "Remote end closed connection", "timed out"):
         if known in text:
             return known.lower() if known != "Connection refused" else "connection refused"
     return type(exc).__name__

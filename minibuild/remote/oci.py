@@ -1,5 +1,10 @@
 """The team's OCI registry as a remote cache: `oci://HOST[:PORT]/REPOSITORY` (docs/remote-cache.md).
 
+`oci://` speaks as `minibuild push` does: plain HTTP to a loopback host, HTTPS to any other. `oci+https://`
+is HTTPS whatever the host (a registry on loopback behind TLS), `oci+http://` plain HTTP whatever the host
+(`push --insecure` also falls back to it). HTTPS trusts `ca_file` or the system's CA bundle (`tls.py`),
+never an unverified certificate: whoever answers for the cache decides what a build outputs.
+
 Blobs are registry blobs of the repository: checked with `HEAD`, mounted from another repository of the same
 registry when the workspace's push record knows one that has them (the images `minibuild push` pushed),
 uploaded otherwise (monolithic, or chunked when large), downloaded streamed. An action-cache entry is a small
@@ -12,8 +17,8 @@ OCI artifact, an image manifest tagged `ac-<key hex>`:
 
 The layers are there so that the registry refuses an entry whose blobs it lacks and its garbage collector
 keeps every blob a tagged entry names. The registry client is `minibuild.oci.registry`, the one `minibuild
-push` uses: credentials from docker's config.json (or `user:password@` in the URL), basic or bearer tokens,
-plain HTTP only for loopback hosts. It does not retry: like the other protocols, a fault costs a local run.
+push` uses: credentials from docker's config.json (or `user:password@` in the URL), basic or bearer tokens.
+It does not retry: like the other protocols, a fault costs a local run.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from minibuild.oci.registry import (
 )
 from minibuild.oci.spec import MEDIA_TYPE_MANIFEST, canonical_json
 from minibuild.remote import action_result
+from minibuild.remote.tls import trusted_cas
 from minibuild.remote_cache import BlobNotFound, Digest, OutputFile, RemoteCacheError, RemoteSettings
 
 ARTIFACT_TYPE = "application/vnd.minibuild.action-entry.v1"
@@ -57,6 +63,7 @@ TAG_PREFIX = "ac-"
 MAX_MANIFEST = 4 << 20  # what the distribution spec says every registry should accept
 MAX_ACTION_RESULT = 16 << 20  # an entry's files inline stay far below; anything bigger is not ours
 RACE_PAUSE = 0.5  # seconds before a call is made again (see OciCache._run)
+SCHEMES = {"oci": None, "oci+https": "https", "oci+http": "http"}  # -> the scheme spoken (None: push's rule)
 
 T = TypeVar("T")
 
@@ -102,10 +109,12 @@ def parse_entry_manifest(data: bytes) -> Entry:
 
 
 def repository_of(url: str) -> tuple[str, str]:
-    """(registry, repository) of `oci://HOST[:PORT]/REPOSITORY`; InputError naming the URL when unusable."""
+    """(registry, repository) of `oci://HOST[:PORT]/REPOSITORY` (or `oci+https://`, `oci+http://`); InputError
+    naming the URL when unusable."""
     parts = urlsplit(url)
     repository = parts.path.strip("/")
-    if not parts.netloc or not is_repository_name(repository) or parts.query or parts.fragment:
+    if (parts.scheme not in SCHEMES or not parts.netloc or not is_repository_name(repository) or parts.query
+            or parts.fragment):
         raise InputError(f"remote cache `{url}`: not `oci://HOST[:PORT]/REPOSITORY`",
                          hint="a repository is lowercase components joined by `/`, e.g. "
                               "`oci://127.0.0.1:5000/team/cache`")
@@ -117,6 +126,7 @@ class OciCache:
         self.settings = settings
         self.url = settings.url
         self.registry, self.repository = repository_of(settings.url)
+        self._scheme = SCHEMES[urlsplit(settings.url).scheme]
         self._slots = threading.BoundedSemaphore(settings.connections)
         self._lock = threading.Lock()
         self._client: RegistryClient | None = None
@@ -140,7 +150,7 @@ class OciCache:
                 client = RegistryClient(self.registry, api_host=api_host, credentials=credentials,
                                         retry=RetryPolicy(tries=1), timeout=self.settings.timeout,
                                         connect_timeout=min(10.0, self.settings.timeout),
-                                        ca_file=self.settings.ca_file)
+                                        ca_file=trusted_cas(self.settings), scheme=self._scheme)
                 client.session.headers.update(headers)
                 adapter = HTTPAdapter(pool_maxsize=self.settings.connections)
                 client.session.mount("http://", adapter)
@@ -149,7 +159,7 @@ class OciCache:
             except RegistryError as exc:
                 self._broken = _cause(exc, "GET /v2/", self.settings.timeout, unavailable=True)
                 raise self._broken from None
-            except MinibuildError as exc:  # TLS, not a registry, a damaged docker config
+            except MinibuildError as exc:  # not a registry, a damaged docker config
                 self._broken = RemoteCacheError(exc.message, unavailable=True)
                 raise self._broken from None
             self._client = client
@@ -295,6 +305,8 @@ def _credentials(headers: Sequence[tuple[str, str]]) -> tuple[Credentials | None
 
 def _cause(exc: RegistryError, what: str, timeout: float, *, unavailable: bool = False) -> RemoteCacheError:
     """A warning's cause for a failed call: the same words for every call that fails the same way."""
+    if exc.tls:
+        return RemoteCacheError(f"TLS failed ({what}): {exc.reason}", unavailable=True)
     if exc.status is not None:
         auth = " (check the credentials)" if exc.status in (401, 403) else ""
         return RemoteCacheError(f"answered HTTP {exc.status} to {what}{auth}", unavailable=unavailable)

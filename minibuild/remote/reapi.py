@@ -3,7 +3,7 @@
 Served by BuildGrid, Buildbarn, BuildBuddy, NativeLink, bazel-remote (`--grpc_address`). Small blobs travel
 in batches (`FindMissingBlobs`, `BatchUpdateBlobs`, `BatchReadBlobs`, each request under the 4 MiB a gRPC
 message may hold); a blob over `BATCH_BLOB` is streamed in 1 MiB chunks through ByteStream (`Read`, `Write`).
-Headers become call metadata; `grpcs://` uses TLS with the system's CA bundle, or `ca_file`.
+Headers become call metadata; `grpcs://` uses TLS with `ca_file` or the system's CA bundle (`tls.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from buildgrid.common.protos.build.bazel.remote.execution.v2 import remote_execu
 from buildgrid.common.protos.google.bytestream import bytestream_pb2, bytestream_pb2_grpc
 
 from minibuild.remote import action_result
+from minibuild.remote.tls import read_cas, tls_failure
 from minibuild.remote_cache import BlobNotFound, Digest, OutputFile, RemoteCacheError, RemoteSettings
 
 CHUNK = 1 << 20
@@ -37,11 +38,8 @@ class GrpcCache:
         target = parts.netloc
         options = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
         if parts.scheme == "grpcs":
-            roots = None
-            if settings.ca_file:
-                with open(settings.ca_file, "rb") as f:
-                    roots = f.read()
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots), options=options)
+            credentials = grpc.ssl_channel_credentials(read_cas(settings))
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(target, options=options)
         self._metadata = tuple((k.lower(), v) for k, v in settings.headers)
@@ -169,6 +167,9 @@ def _error(exc: grpc.RpcError, what: str) -> RemoteCacheError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RemoteCacheError(f"no answer in time ({what})", unavailable=True)
     if code == grpc.StatusCode.UNAVAILABLE:
+        why = tls_failure(exc.details() or "") if isinstance(exc, grpc.Call) else None
+        if why:
+            return RemoteCacheError(f"TLS failed ({what}): {why}", unavailable=True)
         return RemoteCacheError(f"unreachable ({what})", unavailable=True)
     auth = " (check the credentials)" if code in (grpc.StatusCode.UNAUTHENTICATED,
                                                   grpc.StatusCode.PERMISSION_DENIED) else ""

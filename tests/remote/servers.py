@@ -1,6 +1,7 @@
 """Real remote cache servers on 127.0.0.1 for the tests, each started by the test that needs it (so a test may
 kill or stop its own): Debian's nginx with WebDAV (the Bazel HTTP cache protocol), BuildGrid (REAPI v2) and
 Debian's docker-registry (an OCI registry; the tests that need no fault use the shared one of scripts/test.sh).
+Each serves TLS when given a `Tls` (a throwaway CA and a certificate it signed, made with `openssl`).
 Nothing here skips: a missing server program is a failure that says how to install it."""
 
 from __future__ import annotations
@@ -18,6 +19,44 @@ from pathlib import Path
 import pytest
 
 NGINX = "/usr/sbin/nginx"
+OPENSSL = "/usr/bin/openssl"
+
+
+@dataclass(frozen=True)
+class Tls:
+    """A server's certificate and key, and the CA (PEM) that signed it: the `ca_file` a client trusts."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _openssl(*args: str) -> None:
+    done = subprocess.run([OPENSSL, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"openssl {args[0]} failed:\n{done.stderr[-2000:]}")
+
+
+def make_tls(base: Path, san: str = "IP:127.0.0.1", ca: Path | None = None) -> Tls:
+    """A certificate for `san` (subjectAltName: `IP:127.0.0.1`, `DNS:cache.example`) signed by `ca` (the
+    certificate of an earlier `make_tls`, its key beside it), or by a new CA made under `base`."""
+    if not os.access(OPENSSL, os.X_OK):
+        pytest.fail(f"{OPENSSL} is missing: install Debian's openssl (scripts/test.sh does)")
+    base.mkdir(parents=True, exist_ok=True)
+    if ca is None:
+        ca = base / "ca.pem"
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", str(base / "ca.key"), "-out", str(ca), "-days", "2", "-subj", "/CN=minibuild test CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    name = san.split(":", 1)[1]
+    key, csr, cert, ext = (base / f"{name}.{suffix}" for suffix in ("key", "csr", "pem", "ext"))
+    ext.write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=serverAuth\nauthorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca.with_suffix(".key")),
+             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return Tls(ca, cert, key)
 
 
 def free_port() -> int:
@@ -85,7 +124,8 @@ http {{
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+        {certificate}
         root {dir}/data;
         client_max_body_size 0;
         location /cache/ {{
@@ -99,9 +139,9 @@ http {{
 """
 
 
-def start_nginx(base: Path, htpasswd: Path | None = None) -> Server:
+def start_nginx(base: Path, htpasswd: Path | None = None, tls: Tls | None = None) -> Server:
     """nginx serving WebDAV under `/cache/` on a free port of 127.0.0.1, its files under `base`; with `htpasswd`,
-    only to the users it lists (basic auth)."""
+    only to the users it lists (basic auth); with `tls`, over HTTPS only."""
     if not os.access(NGINX, os.X_OK):
         pytest.fail(f"{NGINX} is missing: install Debian's nginx-light (scripts/test.sh does)")
     (base / "data" / "cache").mkdir(parents=True)
@@ -111,20 +151,23 @@ def start_nginx(base: Path, htpasswd: Path | None = None) -> Server:
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
     conf = base / "nginx.conf"
     auth = f'auth_basic "cache"; auth_basic_user_file {htpasswd};' if htpasswd else ""
-    conf.write_text(NGINX_CONF.format(user=user, dir=base, port=port, auth=auth))
+    certificate = f"ssl_certificate {tls.cert}; ssl_certificate_key {tls.key};" if tls else ""
+    conf.write_text(NGINX_CONF.format(user=user, dir=base, port=port, auth=auth, ssl=" ssl" if tls else "",
+                                      certificate=certificate))
     log = base / "error.log"
     log.touch()
     proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(base), "-e", str(log)],
                             stdout=subprocess.DEVNULL, stderr=open(log, "ab"), start_new_session=True)
     wait_for_port(port, proc, log)
-    return Server(f"http://127.0.0.1:{port}/cache", port, proc, base / "data" / "cache", log)
+    scheme = "https" if tls else "http"
+    return Server(f"{scheme}://127.0.0.1:{port}/cache", port, proc, base / "data" / "cache", log)
 
 
 BUILDGRID_CONF = """\
 server:
   - !channel
     address: "127.0.0.1:{port}"
-    insecure-mode: true
+{channel}
 
 instances:
   - name: ''
@@ -160,18 +203,23 @@ def buildgrid_program() -> str:
     return bgd
 
 
-def start_buildgrid(base: Path) -> Server:
-    """BuildGrid (CAS + ByteStream + ActionCache) on a free port of 127.0.0.1, storing blobs under `base`."""
+def start_buildgrid(base: Path, tls: Tls | None = None) -> Server:
+    """BuildGrid (CAS + ByteStream + ActionCache) on a free port of 127.0.0.1, storing blobs under `base`; with
+    `tls`, over TLS only (`grpcs://`)."""
     bgd = buildgrid_program()
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = base / "buildgrid.yml"
-    conf.write_text(BUILDGRID_CONF.format(port=port, dir=base))
+    channel = "    insecure-mode: true"
+    if tls:
+        channel = (f"    insecure-mode: false\n    credentials:\n      tls-server-key: {tls.key}\n"
+                   f"      tls-server-cert: {tls.cert}")
+    conf.write_text(BUILDGRID_CONF.format(port=port, dir=base, channel=channel))
     log = base / "buildgrid.log"
     proc = subprocess.Popen([bgd, "server", "start", str(conf)], stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     wait_for_port(port, proc, log, timeout=60)
-    return Server(f"grpc://127.0.0.1:{port}", port, proc, base / "cas", log)
+    return Server(f"{'grpcs' if tls else 'grpc'}://127.0.0.1:{port}", port, proc, base / "cas", log)
 
 
 REGISTRY = "/usr/bin/docker-registry"
@@ -189,20 +237,22 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: minibuild-remote-cache-test
-"""
+{tls}"""
 
 
-def start_registry(base: Path, repository: str = "team/cache") -> Server:
+def start_registry(base: Path, repository: str = "team/cache", tls: Tls | None = None) -> Server:
     """Debian's docker-registry (distribution 2.8) on a free port of 127.0.0.1, its blobs under `base`; the
-    server's url is the `oci://` cache in `repository`."""
+    server's url is the `oci://` cache in `repository`; with `tls`, over HTTPS only (`oci+https://`)."""
     if not os.access(REGISTRY, os.X_OK):
         pytest.fail(f"{REGISTRY} is missing: install Debian's docker-registry (scripts/test.sh does)")
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = base / "config.yml"
-    conf.write_text(REGISTRY_CONF.format(dir=base, port=port))
+    certificate = f"  tls:\n    certificate: {tls.cert}\n    key: {tls.key}\n" if tls else ""
+    conf.write_text(REGISTRY_CONF.format(dir=base, port=port, tls=certificate))
     log = base / "registry.log"
     proc = subprocess.Popen([REGISTRY, "serve", str(conf)], stdout=open(log, "ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
     wait_for_port(port, proc, log)
-    return Server(f"oci://127.0.0.1:{port}/{repository}", port, proc, base / "data", log)
+    scheme = "oci+https" if tls else "oci"
+    return Server(f"{scheme}://127.0.0.1:{port}/{repository}", port, proc, base / "data", log)
