@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow plain HTTP and unverified TLS for this registry (loopback hosts always use HTTP)")
     p.add_argument("--chunk-size", type=_size, default=None, metavar="SIZE",
                    help="upload blobs larger than this in chunks of this size (default 64M)")
+    p.add_argument("--sign", metavar="KEY",
+                   help="sign the pushed image with this private key (`minibuild keygen`), in cosign's format, "
+                        "stored under the `sha256-<hex>.sig` tag; password from MINIBUILD_SIGNING_PASSWORD")
     add_build_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -49,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     credentials, warnings = registry.load_credentials(ref.registry)
     for w in warnings:
         ui.warn(w)
+    signing_key = None
+    if args.sign:  # a wrong key or password fails before any build
+        from minibuild.cli.commands.keygen import signing_password
+        from minibuild.oci.signing import load_private_key
+
+        signing_key = load_private_key(args.sign, signing_password(confirm=False))
     workspace, images = build_images([args.label], args, quiet=args.json)
     if len(images) != 1:
         raise InputError(f"`{args.label}` names {len(images)} images; `push` needs exactly one",
@@ -64,11 +73,20 @@ def run(args: argparse.Namespace) -> int:
     result = registry.push_layout(os.path.join(workspace.root, image.summary["oci"]), ref, client,
                                   from_repositories=args.from_repo, record=record,
                                   chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, on_blob=on_blob)
+    signature = None
+    if signing_key is not None:
+        from minibuild.oci.signing import sign_image
+
+        signed = sign_image(client, ref, result.digest, signing_key)
+        signature = f"{ref.registry}/{ref.repository}:{signed.tag}"
+        ui.info(f"  signed: {signature} ({signed.signatures} signatures)")
     if client.retries:
         ui.info(f"  {client.retries} transient failures retried")
     if args.json:
         out = {"reference": result.reference, "digest": result.digest,
                "blobs": {"uploaded": result.uploaded, "skipped": result.skipped, "mounted": result.mounted}}
+        if signature is not None:
+            out["signature"] = signature
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
