@@ -33,7 +33,7 @@ from minibuild.oci.cosign import (
     signature_tag,
     simple_signing_payload,
 )
-from minibuild.oci.registry import Reference, RegistryClient
+from minibuild.oci.registry import DOCKER_HUB, Reference, RegistryClient
 from minibuild.oci.spec import MEDIA_TYPE_MANIFEST, Descriptor, descriptor_for, sha256_digest
 
 PASSWORD_VARIABLES = ("MINIBUILD_SIGNING_PASSWORD", "COSIGN_PASSWORD")
@@ -144,7 +144,7 @@ def sign_image(client: RegistryClient, ref: Reference, digest: str, key: ec.Elli
     this key over the same payload, which this one replaces: re-signing does not grow the manifest.
     """
     repo, tag = ref.repository, signature_tag(digest)
-    payload = simple_signing_payload(f"{ref.registry}/{ref.repository}", digest)
+    payload = simple_signing_payload(docker_reference(ref), digest)
     layer = descriptor_for(payload, SIMPLE_SIGNING_MEDIA_TYPE,
                            annotations={SIGNATURE_ANNOTATION: sign_payload(key, payload)})
     found = client.get_manifest(repo, tag, _MANIFEST_ACCEPT)
@@ -163,6 +163,11 @@ def sign_image(client: RegistryClient, ref: Reference, digest: str, key: ec.Elli
     manifest = signature_manifest(config_descriptor(config), layers)
     client.put_manifest(repo, tag, manifest, MEDIA_TYPE_MANIFEST)
     return Signed(tag, sha256_digest(manifest), layer.digest, len(layers))
+
+
+def docker_reference(ref: Reference) -> str:
+    """The repository as cosign names it in a payload: Docker Hub's as `index.docker.io/library/x`."""
+    return f"{'index.docker.io' if ref.registry == DOCKER_HUB else ref.registry}/{ref.repository}"
 
 
 def _layers_of(manifest: bytes, ref: Reference, tag: str) -> list[Descriptor]:

@@ -55,3 +55,11 @@ def test_payload_is_cosigns_byte_for_byte():
     assert json.loads(payload)["critical"]["image"]["docker-manifest-digest"] == digest
     assert parse_payload(payload).digest == digest
     assert signature_tag(digest) == "sha256-" + "ab" * 32 + ".sig"
+
+
+def test_docker_reference_names_docker_hub_as_cosign_does():
+    from minibuild.oci.registry import parse_reference
+    from minibuild.oci.signing import docker_reference
+
+    assert docker_reference(parse_reference("bash:1")) == "index.docker.io/library/bash"
+    assert docker_reference(parse_reference("127.0.0.1:5000/demo/bash:1")) == "127.0.0.1:5000/demo/bash"

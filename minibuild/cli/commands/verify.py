@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 
@@ -28,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from minibuild.cli import ui
     from minibuild.oci import registry
     from minibuild.oci.signing import VerificationError, load_public_key, verify_image
-    from minibuild.oci.spec import is_digest
+    from minibuild.oci.spec import is_digest, sha256_digest
 
     name, _, digest = args.reference.partition("@")
     if digest and not is_digest(digest):
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         found = client.get_manifest(ref.repository, ref.tag, _ACCEPT)
         if found is None:
             raise VerificationError(f"no image `{ref}` in the registry")
-        digest = "sha256:" + hashlib.sha256(found[0]).hexdigest()
+        digest = sha256_digest(found[0])  # what the tag names now
     verified = verify_image(client, ref, digest, key)
     image = f"{ref.registry}/{ref.repository}@{digest}"
     if args.json:
