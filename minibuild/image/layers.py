@@ -74,11 +74,11 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
 
     # Secrets are looked for in what this image adds (a base image had its own check), their content in the
     # bytes the layer writer reads anyway.
-    secrets = SecretWatch([e for entries in by_group.values() for e in entries])
+    secret_watch = SecretWatch([e for entries in by_group.values() for e in entries])
 
     def write(group: str) -> Any:
         return write_layer(by_group[group], os.path.join(work, _layer_file(group)), compression=p.compression,
-                           gzip_level=p.gzip_level, epoch=p.epoch, watch=secrets.file)
+                           gzip_level=p.gzip_level, epoch=p.epoch, watch=secret_watch.file)
 
     if p.max_size:
         _check_budget(tree, below, p.max_size, run.action.owner)
@@ -88,7 +88,7 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     # Compression and hashing release the GIL, so the layers are written side by side.
     with ThreadPoolExecutor(max_workers=len(groups_used) or 1) as pool:
         written = list(pool.map(write, groups_used))
-    secrets.check(run.action.owner, p.allow_secrets, tree.canonical, run.warn)  # before anything is stored
+    secret_watch.check(run.action.owner, p.allow_secrets, tree.canonical, run.warn)  # before anything is stored
     layers = []
     for group, layer in zip(groups_used, written, strict=True):
         run.store_blob(os.path.join(work, _layer_file(group)), layer.descriptor.digest)

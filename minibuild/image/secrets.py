@@ -16,6 +16,7 @@ file is read twice.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -28,9 +29,9 @@ from minibuild.errors import InputError
 @dataclass(frozen=True)
 class Finding:
     path: str  # the canonical path in the image
-    why: str  # "an OpenSSH private key block at offset 0", "a well-known credential file name (`.env`)"
-    origin: str  # who asked for the file, and why it is there
-    reason: str
+    why: str  # "an OpenSSH private key block at offset 0", "a well-known credential file name (...)"
+    origin: str  # who asked for the file (`//app:img files[0]`, "runtime files")
+    reason: str  # why it is there ("tree /srv/app")
 
 
 # -- by name ---------------------------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ class SecretWatch:
             return
         causes = tuple(f"`{path}` looks like a secret: {'; '.join(f.why for f in by_path[path])}; "
                        f"from {_source(by_path[path][0])}" for path in refused)
-        line = "allow_secrets = [" + ", ".join(f'"{p}"' for p in [*allow, *refused]) + "]"
+        line = "allow_secrets = " + json.dumps([*allow, *refused])  # a JSON string is a TOML one
         one = len(refused) == 1
         what = "a file that looks like a secret" if one else f"{len(refused)} files that look like secrets"
         raise InputError(
