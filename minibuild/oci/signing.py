@@ -13,7 +13,7 @@ import binascii
 import io
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -82,19 +82,17 @@ def _read(path: str, what: str) -> bytes:
         raise InputError(f"cannot read the {what} `{path}`: {exc.strerror}") from None
 
 
-def load_private_key(path: str, password: bytes | None) -> ec.EllipticCurvePrivateKey:
-    """The P-256 signing key in `path` (a PEM: encrypted PKCS#8 as keygen writes, or unencrypted)."""
+def load_private_key(path: str, password: Callable[[], bytes]) -> ec.EllipticCurvePrivateKey:
+    """The P-256 signing key in `path`: a PEM, encrypted PKCS#8 as keygen writes (then `password()` is asked
+    for it) or unencrypted PKCS#8 / SEC1."""
     data = _read(path, "private key")
     if any(t in data for t in _COSIGN_PEM_TYPES):
         raise InputError(f"`{path}` is in cosign's own encrypted format (scrypt + secretbox), which minibuild "
                          "does not read yet", hint="make a key pair with `minibuild keygen`; cosign verifies "
                          "with its `.pub` file")
-    encrypted = b"ENCRYPTED PRIVATE KEY" in data
-    if encrypted and not password:
-        raise InputError(f"the private key `{path}` is encrypted and no password is set",
-                         hint=f"set {PASSWORD_VARIABLES[0]} (or {PASSWORD_VARIABLES[1]})")
+    encrypted = b"ENCRYPTED" in data  # `ENCRYPTED PRIVATE KEY`, or SEC1's `Proc-Type: 4,ENCRYPTED`
     try:
-        key = serialization.load_pem_private_key(data, password if encrypted else None)
+        key = serialization.load_pem_private_key(data, password() if encrypted else None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         what = "cannot be decrypted with the password set" if encrypted else "is not a PEM private key"
         raise InputError(f"the private key `{path}` {what}",

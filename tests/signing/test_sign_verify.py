@@ -136,3 +136,33 @@ def test_password_is_in_no_file_the_workspace_keeps(signing_ws, keys):
     push_signed(signing_ws, "//img:a", keys.private)
     leaks = subprocess.run(["grep", "-rlF", PASSWORD, str(signing_ws)], capture_output=True, text=True)
     assert leaks.returncode == 1, leaks.stdout  # grep: 1 means not found
+
+
+def test_a_key_openssl_made_signs_without_a_password(signing_ws, cli, tmp_path):
+    key, pub = tmp_path / "ossl.pem", tmp_path / "ossl.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key],
+                   check=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
+    pushed = push_signed(signing_ws, "//img:a", None)
+    no_password = {"MINIBUILD_SIGNING_PASSWORD": "", "COSIGN_PASSWORD": ""}
+    r = cli("push", "//img:a", "--to", pushed.ref, "--sign", str(key), cwd=signing_ws, env=no_password)
+    assert r.returncode == 0, r.stderr
+    ok = cli("verify", pushed.ref, "--key", str(pub), cwd=signing_ws)
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("kind", ["cosign", "p384"])
+def test_keys_minibuild_cannot_sign_with_are_refused_before_the_build(signing_ws, cli, tmp_path, registry, kind):
+    key = tmp_path / "key.pem"
+    if kind == "cosign":
+        key.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\neyJrZGYiOnt9fQ==\n"
+                       "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+        expected = "cosign's own encrypted format"
+    else:
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384",
+                        "-out", key], check=True)
+        expected = "is not an ECDSA P-256 key"
+    r = cli("push", "//img:a", "--to", f"{registry}/minibuild-test/never:1", "--sign", str(key), cwd=signing_ws,
+            env=password_env())
+    assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr
+    assert "pushing" not in r.stderr

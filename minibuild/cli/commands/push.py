@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         from minibuild.cli.commands.keygen import signing_password
         from minibuild.oci.signing import load_private_key
 
-        signing_key = load_private_key(args.sign, signing_password(confirm=False))
+        signing_key = load_private_key(args.sign, lambda: signing_password(confirm=False))
     workspace, images = build_images([args.label], args, quiet=args.json)
     if len(images) != 1:
         raise InputError(f"`{args.label}` names {len(images)} images; `push` needs exactly one",
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         signed = sign_image(client, ref, result.digest, signing_key)
         signature = f"{ref.registry}/{ref.repository}:{signed.tag}"
-        ui.info(f"  signed: {signature} ({signed.signatures} signatures)")
+        ui.info(f"  signed: {signature} ({signed.signatures} signature{'' if signed.signatures == 1 else 's'} there)")
     if client.retries:
         ui.info(f"  {client.retries} transient failures retried")
     if args.json:
