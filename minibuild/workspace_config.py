@@ -35,7 +35,7 @@ class CacheSection(BaseModel):
     read: bool = True
     write: bool = True
     headers_file: str | None = None  # `Name: value` lines sent with every request (credentials), never printed
-    ca_file: str | None = None  # a private CA's certificates (PEM), for https:// and grpcs://
+    ca_file: str | None = None  # a private CA's certificates (PEM), for https://, grpcs:// and oci+https://
     timeout: float = Field(default=10.0, gt=0, le=3600)  # seconds for one request
     connections: int = Field(default=8, ge=1, le=64)  # requests at once
     max_size: int | None = None  # bytes ("5GiB" in TOML): the local cache is cut to it after a build that ran actions
