@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from minibuild.cache import Cache
+from minibuild.cache import Cache, EntryError, is_digest, parse_entry
 from minibuild.errors import BuildError, InputError, MinibuildError
 from minibuild.portable import host_path
 from minibuild.workspace import Workspace
@@ -251,7 +251,8 @@ class _Listing:
                 if not stat.S_ISREG(st.st_mode):
                     continue
                 if blobs is not None:
-                    blobs["sha256:" + f.name] = st
+                    if is_digest("sha256:" + f.name):  # anything else is no blob: it counts, and stays
+                        blobs["sha256:" + f.name] = st
                 elif f.name.endswith(".json"):
                     self.entries[f.name.removesuffix(".json")] = (f.path, st)
 
@@ -363,16 +364,16 @@ def _entry_unit(key: str, path: str, st: os.stat_result, resources: Mapping[str,
     """An action entry with the blobs it names and the sysroot trees its discovered inputs lie in, and the
     digests of its outputs. One that cannot be read, or whose blobs are gone, is worth nothing: it goes first."""
     try:
-        with open(path, encoding="utf-8") as f:
-            entry = json.load(f)
-        outputs = frozenset(o["digest"] for o in entry.get("outputs", {}).values())
-        needs = set(outputs) | set(entry.get("blobs", []))
-        for found in entry.get("discovered", {}):
-            host = host_path(found, workspace_root)
-            if host.startswith(sysroots):
-                needs.add(_TREE + host[len(sysroots):].split(os.sep, 1)[0])
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        with open(path, "rb") as f:
+            entry = parse_entry(f.read(), key)  # digests checked: none names a path outside the store
+    except (OSError, EntryError):
         return Unit("action", key, st.st_size, 0.0, (path,)), frozenset()
+    outputs = frozenset(o["digest"] for o in entry["outputs"].values())
+    needs = set(outputs) | set(entry["blobs"])
+    for found in entry["discovered"]:
+        host = host_path(found, workspace_root)
+        if host.startswith(sysroots):
+            needs.add(_TREE + host[len(sysroots):].split(os.sep, 1)[0])
     whole = all(n in resources for n in needs if not n.startswith(_TREE))
     return Unit("action", key, st.st_size, st.st_mtime if whole else 0.0, (path,),
                 frozenset(n for n in needs if not n.startswith(_TREE) or n in resources)), outputs

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 from minibuild.actions import Action, Artifact, action_key, explain
-from minibuild.cache import Blob, Cache
+from minibuild.cache import Blob, Cache, EntryError
 from minibuild.digest import StatCache, canonical_json
 from minibuild.errors import BuildError, InputError, MinibuildError
 from minibuild.portable import host_path, portable_path
@@ -251,28 +251,45 @@ class Executor:
             self._fingerprints[path] = fp
         return fp
 
-    def _blob_intact(self, digest: str) -> bool:
-        """A stored blob still hashes to its name (re-hashed only when its stat changed)."""
+    def _blob_intact(self, digest: str, size: int | None = None) -> bool:
+        """A stored blob still hashes to its name (re-hashed only when its stat changed): a regular file, never
+        followed if it is a link. `size`: what the entry says it is (the blob is fine, the entry is not, if not)."""
         path = self.cache.blob_path(digest)
         try:
-            intact = self.stat_cache.digest(path) == digest
+            st = os.lstat(path)
+            intact = stat.S_ISREG(st.st_mode) and self.stat_cache.digest(path, st) == digest
         except OSError:
             return False
         if not intact:
             self.cache.discard_blob(digest)
-            with self._warn_lock:
-                self.warnings.append(f"stored blob `{digest}` was corrupt: discarded, and rebuilt by the action "
-                                     "that made it")
+            self._warn(f"stored blob `{digest}` was corrupt: discarded, and rebuilt by the action that made it")
+        elif size is not None and st.st_size != size:
+            raise EntryError(f"it says an output of {size} bytes is stored as blob `{digest}`, of {st.st_size}")
         return intact
 
-    def _hit(self, key: str) -> dict[str, Any] | None:
-        entry = self.cache.get_action(key)
-        if entry is None:
+    def _warn(self, message: str) -> None:
+        with self._warn_lock:
+            self.warnings.append(message)
+
+    def _hit(self, action: Action, key: str) -> dict[str, Any] | None:
+        """The entry of `key` if it can be used: whole (cache.parse_entry), for the action's outputs, its blobs
+        intact and the sizes it gives theirs, its discovered inputs unchanged. One that is not whole is removed
+        with a warning, and the action runs again."""
+        try:
+            entry = self.cache.get_action(key)
+            if entry is None:
+                return None
+            if set(entry["outputs"]) != {o.name for o in action.outputs}:
+                raise EntryError("its outputs are not the action's")
+            sized = [(o["digest"], o["size"]) for o in entry["outputs"].values()]
+            if not all(self._blob_intact(d, size) for d, size in sized + [(d, None) for d in entry["blobs"]]):
+                return None
+        except EntryError as exc:
+            self.cache.discard_action(key)
+            self._warn(f"the cache entry of {action.description} was unusable ({exc}): removed, and the action "
+                       "ran again")
             return None
-        blobs = [o["digest"] for o in entry.get("outputs", {}).values()] + entry.get("blobs", [])
-        if not all(self._blob_intact(d) for d in blobs):
-            return None
-        for path, fp in entry.get("discovered", {}).items():
+        for path, fp in entry["discovered"].items():
             try:
                 if self._fingerprint(path) != fp:
                     return None
@@ -281,9 +298,9 @@ class Executor:
         return entry
 
     def _cached(self, action: Action, key: str, entry: dict[str, Any], remote: bool = False) -> ActionResult:
-        outputs = {k: Blob(v["digest"], v["size"], v.get("executable", False)) for k, v in entry["outputs"].items()}
-        result = ActionResult(action, key, outputs, cached=True, blobs=entry.get("blobs", []),
-                              warnings=entry.get("warnings", []), remote=remote)
+        outputs = {k: Blob(v["digest"], v["size"], v["executable"]) for k, v in entry["outputs"].items()}
+        result = ActionResult(action, key, outputs, cached=True, blobs=entry["blobs"], warnings=entry["warnings"],
+                              remote=remote)
         self.on_event(Event("cached", action, result))
         return result
 
@@ -293,14 +310,14 @@ class Executor:
         digests, paths = self._input_digests(action, results, producer)
         manifest = action.key_manifest(digests)
         key = action_key(manifest)
-        entry = self._hit(key)
+        entry = self._hit(action, key)
         if entry is not None:
             return self._cached(action, key, entry)
         return key, manifest, paths
 
     def _run_missing(self, action: Action, key: str, manifest: dict[str, Any], paths: dict[str, str]) -> ActionResult:
         with self.cache.lock(key):
-            entry = self._hit(key)  # another process may have built it while we waited
+            entry = self._hit(action, key)  # another process may have built it while we waited
             if entry is not None:
                 return self._cached(action, key, entry)
             remote_reason = ""

@@ -13,21 +13,18 @@ refused rather than half used.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from minibuild.cache import EntryError, check_entry, is_digest
 from minibuild.digest import canonical_json
 from minibuild.remote_cache import Digest, OutputFile
 
 ENTRY_PATH = ".minibuild/entry.json"
 BLOB_PREFIX = ".minibuild/blobs/"
 SCHEMA = 1
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 
-
-class EntryError(ValueError):
-    """A remote entry that is not one minibuild wrote, or whose parts disagree."""
+__all__ = ["BLOB_PREFIX", "ENTRY_PATH", "EntryError", "entry_blobs", "entry_digest", "entry_files", "parse_entry"]
 
 
 def entry_files(entry: Mapping[str, Any], blob_sizes: Mapping[str, int]) -> tuple[list[OutputFile], bytes]:
@@ -71,12 +68,12 @@ def parse_entry(files: Sequence[OutputFile], data: bytes, outputs: Sequence[str]
     if set(doc["outputs"]) != set(outputs):
         raise EntryError("its outputs are not the action's declared outputs")
     for f in described:
-        if not _SHA256.fullmatch(f.digest.local) or not isinstance(f.digest.size, int) or f.digest.size < 0:
+        if not is_digest(f.digest.local) or not isinstance(f.digest.size, int) or f.digest.size < 0:
             raise EntryError("it names a blob by something else than a sha256 digest and a size")
-    discovered, warnings = doc.get("discovered"), doc.get("warnings")
-    if not isinstance(discovered, dict) or not isinstance(warnings, list):
-        raise EntryError("its discovered inputs or warnings are malformed")
-    return {"outputs": doc["outputs"], "blobs": sorted(doc["blobs"]), "discovered": discovered, "warnings": warnings}
+    entry = {"outputs": doc["outputs"], "blobs": sorted(doc["blobs"]), "discovered": doc.get("discovered"),
+             "warnings": doc.get("warnings")}
+    check_entry(entry)  # as a local entry is checked: it becomes one
+    return entry
 
 
 def entry_blobs(entry: Mapping[str, Any], blob_sizes: Mapping[str, int]) -> list[Digest]:

@@ -41,8 +41,8 @@ def digests(built: dict) -> dict[str, str]:
 
 
 def entries(cache: Path) -> dict[str, dict]:
-    """Every action entry on disk, read with json (not through minibuild)."""
-    return {p.stem: json.loads(p.read_text()) for p in (cache / "ac").glob("*/*.json")}
+    """Every action entry on disk, read with json (not through minibuild): `{"check": ..., "entry": {...}}`."""
+    return {p.stem: json.loads(p.read_text())["entry"] for p in (cache / "ac").glob("*/*.json")}
 
 
 def blob_names(cache: Path) -> set[str]:

@@ -192,7 +192,9 @@ def test_a_reader_finds_a_whole_entry_or_none(store: Store):
             for data in saved.values():
                 store.cache.put_bytes(data)
             entry_file.parent.mkdir(exist_ok=True)
-            entry_file.write_text(saved_entry)
+            tmp = entry_file.with_suffix(".tmp")  # as the cache writes it: whole, or not at all
+            tmp.write_text(saved_entry)
+            tmp.replace(entry_file)
     finally:
         stop.set()
         reader.join()

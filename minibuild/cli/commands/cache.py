@@ -6,21 +6,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import stat
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 
 from minibuild import cache_gc
 from minibuild.build import cache_dir, open_cache, out_root
-from minibuild.cache import Cache
+from minibuild.cache import Cache, EntryError, StaleEntry, parse_entry
 from minibuild.errors import InputError
 from minibuild.workspace import Workspace
 
 DESCRIPTION = """\
-The local cache (.minibuild/cache): the blobs actions wrote, named by their sha256, the action entries that
-name them, unpacked package sysroots and downloaded .deb files (docs/cache.md).
+The local cache (.minibuild/cache, or $MINIBUILD_CACHE): the blobs actions wrote, named by their sha256, the
+action entries that name them, unpacked package sysroots and downloaded .deb files (docs/cache.md).
 
-  minibuild cache verify             re-hash every blob (a corrupt one is removed and rebuilt), drop entries
-                                     whose blobs are gone
+  minibuild cache verify             re-hash every blob (a corrupt one is removed and rebuilt), check every
+                                     entry (a damaged one is removed), drop entries whose blobs are gone
   minibuild cache gc --max-size 5GiB remove the least recently used entries, with the blobs no kept entry and
                                      nothing in .minibuild/out needs, until the cache is at most 5 GiB
   minibuild cache gc                 the same with the configured limit: MINIBUILD_CACHE_MAX_SIZE, or
@@ -38,7 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub.required = True
     verify = sub.add_parser("verify", help="re-hash every stored blob and check every action cache entry",
                             description="Re-hash every stored blob (a corrupt one is removed, and rebuilt by the "
-                                        "next build) and remove action entries whose blobs are gone.")
+                                        "next build), check every action entry (one damaged or tampered with is "
+                                        "removed, and its action runs again) and remove entries whose blobs are "
+                                        "gone. What cannot be read is said, and left in place. Exit 1 when "
+                                        "something was found or could not be checked.")
     verify.add_argument("--json", action="store_true", help="print the counts as JSON on stdout")
     gc = sub.add_parser("gc", help="remove the least recently used entries until the cache fits a size",
                         description="Remove the least recently used action entries (each with the blobs and "
@@ -64,26 +71,117 @@ def _verify(args: argparse.Namespace, workspace: Workspace) -> int:
     from minibuild.cli import ui
 
     cache, _ = open_cache(workspace)
-    blobs = corrupt = 0
-    for digest in cache.blobs():
-        blobs += 1
-        if not cache.verify_blob(digest):  # removes it: the action that made it runs again
-            corrupt += 1
-            ui.warn(f"blob `{digest}` did not hash to its name: removed")
-    entries = dangling = 0
-    for key, entry in cache.action_entries():
-        entries += 1
-        outputs = [o.get("digest") for o in (entry or {}).get("outputs", {}).values()]
-        if entry is None or not all(d and cache.has_blob(d) for d in outputs + entry.get("blobs", [])):
-            dangling += 1
-            cache.discard_action(key)
-    result = {"blobs": blobs, "corrupt_blobs": corrupt, "actions": entries, "discarded_actions": dangling}
+    counts: Counter[str] = Counter()
+    with cache.in_use():  # a gc in progress ends first: what it removes is not taken for damage
+        _verify_blobs(cache, counts, ui.warn)
+        _verify_entries(cache, counts, ui.warn)
+    result = {k: counts[k] for k in ("blobs", "corrupt_blobs", "actions", "discarded_actions", "invalid_actions",
+                                     "unchecked")}
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
-    ui.info(f"cache: {blobs} blobs, {corrupt} corrupt (removed); {entries} action entries, "
-            f"{dangling} unusable (removed)")
-    return 1 if corrupt else 0
+    ui.info(f"cache: {counts['blobs']} blobs, {counts['corrupt_blobs']} corrupt (removed); {counts['actions']} action "
+            f"entries, {counts['discarded_actions']} unusable (removed), {counts['invalid_actions']} of them damaged "
+            "or tampered with" + (f"; {counts['unchecked']} not checked" if counts["unchecked"] else ""))
+    return 1 if counts["corrupt_blobs"] or counts["invalid_actions"] or counts["unchecked"] else 0
+
+
+def _verify_blobs(cache: Cache, counts: Counter[str], warn: Callable[[str], None]) -> None:
+    """Re-hash every blob; a corrupt one is removed, and so is a file in no blob's place (a link, a name that is no
+    digest), never followed. What cannot be read or removed is left, and said."""
+    for path, problem in cache.store_files("cas"):
+        rel = os.path.relpath(path, cache.root)
+        if problem is not None:
+            counts["unchecked"] += 1
+            warn(f"cannot list `{rel}` ({problem}): the blobs in it were not checked")
+            continue
+        counts["blobs"] += 1
+        digest = cache.blob_name(path)
+        status = cache.verify_blob(digest) if digest else _remove(path)
+        if status == "corrupt":
+            counts["corrupt_blobs"] += 1
+            warn(f"blob `{digest}` did not hash to its name: removed" if digest else
+                 f"`{rel}` is no blob (a blob is a file named by its sha256): removed")
+        elif status != "ok":
+            counts["unchecked"] += 1
+            warn(f"blob `{digest or rel}` {status}")
+
+
+def _verify_entries(cache: Cache, counts: Counter[str], warn: Callable[[str], None]) -> None:
+    """Check every action entry (cache.parse_entry), its blobs there with the sizes it gives them. A damaged one is
+    removed and said; one of an older minibuild, or whose blobs are gone, is removed quietly."""
+    for path, problem in cache.store_files("ac"):
+        rel = os.path.relpath(path, cache.root)
+        if problem is not None:
+            counts["unchecked"] += 1
+            warn(f"cannot list `{rel}` ({problem}): the entries in it were not checked")
+            continue
+        counts["actions"] += 1
+        try:
+            why = _entry_problem(cache, path)
+        except _Unchecked as exc:
+            counts["unchecked"] += 1
+            warn(f"action entry `{rel}` {exc}: not checked, left in place")
+            continue
+        if why is None:
+            continue
+        status = _remove(path)
+        if status != "corrupt":
+            counts["unchecked"] += 1
+            warn(f"action entry `{rel}` is unusable ({why or 'its blobs are gone'}) and {status}")
+            continue
+        counts["discarded_actions"] += 1
+        if why:
+            counts["invalid_actions"] += 1
+            warn(f"action entry `{rel}`: {why}: removed (the action runs again)")
+
+
+class _Unchecked(Exception):
+    """What could not be read, so not checked: left in place."""
+
+
+def _entry_problem(cache: Cache, path: str) -> str | None:
+    """Why an entry file cannot be used: a reason, "" when it is merely useless (an older format, blobs gone), None
+    when it is fine; _Unchecked when it (or a blob it names) cannot be read."""
+    key = os.path.basename(path).removesuffix(".json")
+    if not (path.endswith(".json") and os.path.dirname(path) == os.path.dirname(cache.ac_path(key))):
+        return "it is no entry (an entry is `ac/<2 hex>/<key>.json`)"
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return "it is not a regular file"
+        with open(path, "rb") as f:
+            entry = parse_entry(f.read(), key)
+    except StaleEntry:
+        return ""
+    except EntryError as exc:
+        return str(exc)
+    except OSError as exc:
+        raise _Unchecked(f"cannot be read ({exc.strerror})") from None
+    sizes = {d: o["size"] for o in entry["outputs"].values() for d in [o["digest"]]}
+    for digest in [*sizes, *entry["blobs"]]:
+        try:
+            size = os.lstat(cache.blob_path(digest)).st_size
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise _Unchecked(f"names blob `{digest}`, which cannot be read ({exc.strerror})") from None
+        if digest in sizes and size != sizes[digest]:
+            return f"it says an output of {sizes[digest]} bytes is stored as blob `{digest}`, of {size}"
+    return None
+
+
+def _remove(path: str) -> str:
+    """Remove a file (or a link, not what it points to; or a directory): "corrupt" once gone, else why not."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        return f"cannot be removed ({exc.strerror}): left in place"
+    return "corrupt"
 
 
 def _limit(args: argparse.Namespace, workspace: Workspace) -> cache_gc.Limit:
