@@ -65,7 +65,8 @@ class BuildFailed(MinibuildError):
 
 
 def out_root(workspace: Workspace) -> str:
-    return os.path.join(workspace.state_dir, "out")
+    """`.minibuild/out`: never a symbolic link (workspace.py)."""
+    return workspace.state_path("out")
 
 
 def out_dir(workspace: Workspace, label: Label) -> str:
@@ -73,7 +74,8 @@ def out_dir(workspace: Workspace, label: Label) -> str:
 
 
 def cache_dir(workspace: Workspace) -> str:
-    return os.path.join(workspace.state_dir, "cache")
+    """`$MINIBUILD_CACHE`, else `.minibuild/cache` (never a symbolic link): docs/cache.md."""
+    return workspace.cache_dir
 
 
 def open_cache(workspace: Workspace) -> tuple[Cache, StatCache]:

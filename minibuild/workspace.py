@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from minibuild.digest import sha256_bytes
 from minibuild.errors import InputError, Origin
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ from minibuild.label import Label, Pattern
 WORKSPACE_FILE = "workspace.toml"
 BUILD_FILE = "BUILD.toml"
 STATE_DIR = ".minibuild"
+CACHE_ENV = "MINIBUILD_CACHE"  # the cache directory, when not `.minibuild/cache` (docs/cache.md)
 _SKIP_DIRS = {".git", ".hg", ".svn", STATE_DIR, ".venv", "node_modules", "__pycache__"}
 
 
@@ -81,8 +84,18 @@ def find_root(start: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
-def parse_toml(path: Path, root: Path) -> dict[str, Any]:
-    """Parse a TOML file; a syntax error becomes an InputError naming the file and line."""
+@dataclass(frozen=True)
+class TomlFile:
+    """A TOML file as it was read: what it holds, its text, and the digest of exactly the bytes parsed (a file
+    saved while a build reads it is then recorded as what the build saw, not as what is on disk afterwards)."""
+
+    data: dict[str, Any]
+    text: str
+    digest: str
+
+
+def read_toml(path: Path, root: Path) -> TomlFile:
+    """Read a TOML file once and parse those bytes; a syntax error becomes an InputError naming the file and line."""
     rel = _rel(path, root)
     try:
         data = path.read_bytes()
@@ -108,7 +121,7 @@ def parse_toml(path: Path, root: Path) -> dict[str, Any]:
             hint="see https://toml.io for the syntax; strings need quotes, tables `[[rule]]` headers",
         ) from None
     _refuse_nul(parsed, rel, text)
-    return parsed
+    return TomlFile(parsed, text, sha256_bytes(data))
 
 
 def _refuse_nul(data: dict[str, Any], rel: str, text: str) -> None:
@@ -146,6 +159,33 @@ def _is_file(path: Path) -> bool:
         return path.is_file()
     except OSError:
         return False
+
+
+def _own_dir(path: Path, root: Path, *, create: bool) -> None:
+    """`path` is a directory of minibuild's own (or absent, or made now when `create`): never a symbolic link."""
+    rel = _rel(path, root)
+    hint = (f"remove the link (`minibuild clean` removes links at `{STATE_DIR}/out` and `{STATE_DIR}/cache`, never "
+            f"what they point to); to keep the cache elsewhere, set {CACHE_ENV} to a directory (docs/cache.md)")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if create:
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                _own_dir(path, root, create=False)  # made by another build meanwhile
+            except OSError as exc:
+                raise InputError(f"cannot create `{rel}` in the workspace `{root}`: {exc.strerror}",
+                                 hint=f"minibuild keeps its outputs in `{STATE_DIR}`: make the workspace writable "
+                                      "for this user") from None
+        return
+    except OSError as exc:
+        raise InputError(f"cannot read `{rel}`: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(f"`{rel}` is a symbolic link (to `{os.readlink(path)}`): minibuild writes and deletes "
+                         "nothing through it", hint=hint)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"`{rel}` is not a directory", hint=f"remove it: minibuild makes `{rel}` itself")
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -190,6 +230,14 @@ class Workspace:
         self._macro_tables: dict[str, dict[str, Target]] = {}  # package -> macro tables by name
         self._config: WorkspaceConfig | None = None
         self.macros: MacroExpander | None = None
+        # Workspace-relative path -> the digest of the bytes last parsed: what a stored analysis came from.
+        self.read_digests: dict[str, str] = {}
+        self._state_paths: dict[str, str] = {}
+
+    def _read(self, path: Path) -> TomlFile:
+        read = read_toml(path, self.root)
+        self.read_digests[_rel(path, self.root)] = read.digest
+        return read
 
     def use_macros(self, macros: MacroExpander) -> None:
         """Expand macro tables with `macros` from now on (packages loaded before are loaded again)."""
@@ -206,7 +254,7 @@ class Workspace:
 
             from minibuild.workspace_config import WorkspaceConfig
 
-            raw = parse_toml(self.root / WORKSPACE_FILE, self.root)
+            raw = self._read(self.root / WORKSPACE_FILE).data
             try:
                 self._config = WorkspaceConfig.model_validate(raw)
             except ValidationError as exc:
@@ -228,6 +276,30 @@ class Workspace:
     @property
     def loaded_packages(self) -> list[str]:
         return sorted(self._packages)
+
+    def checked_state_dir(self) -> Path:
+        """`.minibuild`, refused when it is a symbolic link or no directory (absent is fine)."""
+        _own_dir(self.state_dir, self.root, create=False)
+        return self.state_dir
+
+    def state_path(self, name: str) -> str:
+        """`.minibuild/<name>` (`out`, `cache`), `.minibuild` made if missing. Neither may be a symbolic link: a
+        workspace can hold one (committed, or restored by CI), and builds would write, and `clean` delete,
+        wherever it points."""
+        if name not in self._state_paths:
+            _own_dir(self.state_dir, self.root, create=True)
+            _own_dir(self.state_dir / name, self.root, create=False)
+            self._state_paths[name] = str(self.state_dir / name)
+        return self._state_paths[name]
+
+    @property
+    def cache_dir(self) -> str:
+        """Where the cache is: `$MINIBUILD_CACHE` (a link there is the user's explicit choice: it is resolved,
+        a relative path is taken from the current directory), else `.minibuild/cache`."""
+        setting = os.environ.get(CACHE_ENV, "").strip()
+        if setting:
+            return os.path.realpath(os.path.expanduser(setting))
+        return self.state_path("cache")
 
     @classmethod
     def find(cls, start: str | os.PathLike[str] | None = None) -> Workspace:
@@ -306,8 +378,8 @@ class Workspace:
 
     def _tables(self, package: str, path: Path, rel: str) -> Iterator[Target]:
         """Each `[[rule]]` table of a BUILD file, as written, in order."""
-        raw = parse_toml(path, self.root)
-        lines = _key_lines(path.read_text(encoding="utf-8"))
+        read = self._read(path)
+        raw, lines = read.data, _key_lines(read.text)
         for rule_name, value in raw.items():
             tables = value if isinstance(value, list) and all(isinstance(t, dict) for t in value) else None
             if tables is None:

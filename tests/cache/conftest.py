@@ -56,11 +56,9 @@ class Generations:
     built: tuple[dict, ...]  # `build --json` of each generation
 
     def copy(self, dest: Path) -> Path:
-        """The built workspace, hard links between the out tree and the store kept (`cp -a`). Its stored analysis
-        goes: it names the files it was made from by absolute path, the original's, so an edit of the copy's
-        BUILD files would not be seen."""
+        """The built workspace, hard links between the out tree and the store kept (`cp -a`), its stored analysis
+        too (it names the files it came from by their path in the workspace: the copy checks its own)."""
         subprocess.run(["cp", "-a", str(self.root), str(dest)], check=True)
-        shutil.rmtree(dest / ".minibuild" / "cache" / "analysis")
         return dest
 
 
