@@ -7,6 +7,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from minibuild.errors import EngineError
 from minibuild.oci.registry.reference import DOCKER_HUB, DOCKER_HUB_API
@@ -55,22 +56,24 @@ def load_credentials(registry: str) -> tuple[Credentials | None, list[str]]:
                           hint="fix or remove it, then `docker login` again") from None
     wanted = {registry, DOCKER_HUB_API} | ({"index.docker.io"} if registry == DOCKER_HUB else set())
     warnings: list[str] = []
-    for key, entry in (config.get("auths") or {}).items():
+    for key, entry in _table(config, "auths", path).items():
         if _auth_key_host(key) not in wanted or not isinstance(entry, dict):
             continue
         if entry.get("auth"):
             try:
-                user, sep, password = base64.b64decode(entry["auth"], validate=True).decode("utf-8").partition(":")
+                text = _string(entry, "auth", f"auths.{key}", path)
+                user, sep, password = base64.b64decode(text, validate=True).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError):
                 raise EngineError(f"the `auth` of `{key}` in `{path}` is not base64 of `user:password`",
                                   hint=f"`docker login {registry}` again") from None
             if sep:
                 return Credentials(user, password), warnings
         if entry.get("username") and entry.get("password"):
-            return Credentials(entry["username"], entry["password"]), warnings
+            return Credentials(_string(entry, "username", f"auths.{key}", path),
+                               _string(entry, "password", f"auths.{key}", path)), warnings
         if entry.get("identitytoken"):
             warnings.append(f"the identity token for `{key}` in `{path}` is not supported; pushing without it")
-    helper = (config.get("credHelpers") or {}).get(registry)
+    helper = _table(config, "credHelpers", path).get(registry)
     if helper:
         warnings.append(f"credential helper `{helper}` for `{registry}` (in `{path}`) is not supported; "
                         "pushing without credentials")
@@ -78,3 +81,29 @@ def load_credentials(registry: str) -> tuple[Credentials | None, list[str]]:
         warnings.append(f"credential store `{config['credsStore']}` (in `{path}`) is not supported; "
                         f"pushing to `{registry}` without credentials")
     return None, warnings
+
+
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+def _table(config: dict[str, Any], name: str, path: str) -> dict[str, Any]:
+    """`auths` or `credHelpers`: an object (absent or null: empty); anything else is a clear error."""
+    value = config.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EngineError(f"`{name}` in the docker config `{path}` is {_JSON_TYPES.get(type(value), 'not JSON')}, "
+                          "not an object",
+                          hint="fix the file (docker writes `{\"auths\": {\"registry\": {...}}}`), or remove it and "
+                               "`docker login` again")
+    return value
+
+
+def _string(entry: dict[str, Any], key: str, where: str, path: str) -> str:
+    value = entry[key]
+    if not isinstance(value, str):
+        what = _JSON_TYPES.get(type(value), "not JSON")
+        raise EngineError(f"`{where}.{key}` in the docker config `{path}` is {what}, not a string",
+                          hint="fix the file, or remove it and `docker login` again")
+    return value
