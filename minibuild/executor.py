@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import stat
 import threading
 import time
@@ -361,8 +362,7 @@ class Executor:
                 raise BuildError(f"{action.description} failed: {exc}") from exc
             stored: dict[str, Blob] = {}
             for name, path in outputs.items():
-                if not os.path.isfile(path):
-                    raise BuildError(f"{action.description} did not write its declared output `{name}`")
+                _own_regular_file(path, name, action.description)
                 executable = bool(os.stat(path).st_mode & 0o111)
                 blob = self.cache.put_file(path)
                 stored[name] = Blob(blob.digest, blob.size, executable)
@@ -384,6 +384,26 @@ class Executor:
                               reason=reason, blobs=blobs, warnings=run.warnings)
         self.on_event(Event("done", action, result))
         return result
+
+
+def _own_regular_file(path: str, name: str, description: str) -> None:
+    """Make sure an output is a regular file of the action's own before the store takes it (and makes it read-only):
+    a symbolic link is refused (never followed), and a file with another name somewhere (a hard link to a file
+    outside the work dir) is replaced by a copy, so nothing outside is changed or shared with the store."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise BuildError(f"{description} did not write its declared output `{name}`") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise BuildError(f"{description} wrote its output `{name}` as a symbolic link; outputs must be regular "
+                         "files", hint="write the file itself (copy what the link points to)")
+    if not stat.S_ISREG(st.st_mode):
+        raise BuildError(f"{description} did not write its declared output `{name}` (not a regular file)")
+    if st.st_nlink > 1:
+        copy = path + ".own"
+        shutil.copyfile(path, copy)
+        os.chmod(copy, stat.S_IMODE(st.st_mode))
+        os.replace(copy, path)
 
 
 def _key_size(manifest: dict[str, Any]) -> int:
