@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Literal
 
 from pydantic import field_validator
@@ -31,6 +32,7 @@ from minibuild.image.params import (
     TreeParam,
     names,
 )
+from minibuild.image.runtime.accounts import AccountsSpec
 from minibuild.packages import installed, materialize
 from minibuild.packages.materialize import SysrootParams
 from minibuild.packages.spec import SysrootSpec
@@ -38,6 +40,7 @@ from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
 from minibuild_rules.common import Mode, Size, check_tag, image_path
 from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 
+_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\$?\Z")  # a name as useradd takes it
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -93,7 +96,12 @@ class ImageAttrs(Attrs):
     workdir: str = ""
     """The working directory of the image's processes."""
     user: str = ""
-    """The user processes run as (`"1000:1000"`); `"nonroot"` adds and uses uid/gid 65532."""
+    """The account processes run as: a name of the sysroot's `/etc/passwd` (`"www-data"`, copied with its group),
+    `"NAME:GROUP"`, `"UID:GID"` (an entry generated), or `"nonroot"` (uid/gid 65532)."""
+    users: list[str] = []
+    """More accounts of the sysroot's `/etc/passwd` the program switches to (`["www-data"]`), with their groups."""
+    groups: list[str] = []
+    """More groups of the sysroot's `/etc/group` (`["adm"]`)."""
     tag: str | None = None
     """The tag the image is loaded as; unset: `<package>/<name>:latest`."""
     labels: dict[str, str] = {}
@@ -154,6 +162,22 @@ class ImageAttrs(Attrs):
     and the sysroot has is added, with its closure (docs/probe.md)."""
     probe_timeout: int = 60
     """Seconds each probe command may run before it is stopped (its trace still counts), 1 to 3600."""
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if v and not all(_ACCOUNT.match(part) or part.isdigit() for part in v.split(":", 1)):
+            raise ValueError(f'user `{v}` must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`')
+        return v
+
+    @field_validator("users", "groups")
+    @classmethod
+    def _accounts(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _ACCOUNT.match(name):
+                raise ValueError(f"`{name}` must be an account name of the sysroot (`www-data`), not a number or a "
+                                 "path")
+        return v
 
     @field_validator("python_packages")
     @classmethod
@@ -371,7 +395,7 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
     nsswitch_conf = next((e.artifact for e in files if e.dest == "/etc/nsswitch.conf"), None)
     # The probe runs in the image as it will be, so it sees the image's own files too.
     probe = ProbeParams(
-        commands=tuple(tuple(c) for c in a.probe), timeout=a.probe_timeout, user=user, user_name=a.user,
+        commands=tuple(tuple(c) for c in a.probe), timeout=a.probe_timeout, user=user,
         ld_so_cache=a.ld_so_cache, platform_arch=platform.split("/")[1] if platform else None,
         files=_file_params(files),
     ) if a.probe else None
@@ -381,8 +405,10 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
         trees=tuple(TreeParam(t.src, tuple(t.exclude)) for t in a.trees),
     )
+    accounts = AccountsSpec(user=a.user, users=tuple(a.users), groups=tuple(a.groups),
+                            ships_passwd=any(e.dest == "/etc/passwd" for e in files))
     return ClosureParams(paths=tuple(binaries), sysroot=sysroot, env=env, workdir=a.workdir or "/",
-                         platform=platform, overlay=overlay, runtime=runtime, probe=probe)
+                         platform=platform, overlay=overlay, runtime=runtime, probe=probe, accounts=accounts)
 
 
 def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str | None, prefix: str,
@@ -394,7 +420,8 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
     where = f" for `{platform}`" if prefix else ""
     closure_out = ctx.actions.declare(prefix + "closure.json")
     params = _closure_params(ctx, platform, sysroot, binaries, files, env, config_params.user, overlay)
-    params = dataclasses.replace(params, package_sysroot=package_sysroot)
+    params = dataclasses.replace(params, package_sysroot=package_sysroot, accounts=dataclasses.replace(
+        params.accounts, package_sysroot=package_sysroot is not None))
     ctx.actions.run(
         mnemonic="ElfClosure",
         function=resolve_closure,
@@ -413,7 +440,7 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
         function=write_layers,
         version=1,
         params=LayersParams(
-            closure=closure_out, files=_file_params(files), user=a.user, base_layers=base.layers if base else None,
+            closure=closure_out, files=_file_params(files), base_layers=base.layers if base else None,
             layering=a.layering, ld_so_cache=a.ld_so_cache, allow_secrets=names(a.allow_secrets),
             keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
             epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,

@@ -28,7 +28,8 @@ def write_image(run: ActionRun[ImageParams]) -> None:
     layers = [(_layer(d), run.blob_path(d["digest"])) for d in all_layers]
     c = p.config
     config = ImageConfig(
-        entrypoint=tuple(c.entrypoint), cmd=tuple(c.cmd), env=tuple(c.env), workdir=c.workdir, user=c.user,
+        entrypoint=tuple(c.entrypoint), cmd=tuple(c.cmd), env=tuple(c.env), workdir=c.workdir,
+        user=info.get("user") or c.user,  # an account's numbers when `user` names one (layers.json)
         labels=tuple(sorted(c.labels.items())), exposed_ports=tuple(c.exposed_ports), stop_signal=c.stop_signal,
     )
     architecture, variant = info["architecture"], info.get("variant")

@@ -22,6 +22,7 @@ from minibuild.image import probe, runtime
 from minibuild.image.documents import write_json
 from minibuild.image.params import ClosureParams, RuntimeParams
 from minibuild.image.platform import host_architecture
+from minibuild.image.runtime.accounts import plan_accounts
 from minibuild.image.runtime.copy import copy_path
 from minibuild.image.runtime.model import RuntimePlan
 from minibuild.image.tree import ImageTree, build_tree
@@ -150,6 +151,7 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
     sysroot = sysroot_dir(run)
     fs = Sysroot(sysroot, overlay)
     closure, plan, extra = _resolve_with_runtime(p, sysroot, options, runtime_options, fs, found)
+    accounts = plan_accounts(fs, p.accounts, p.sysroot)
     root = sysroot.rstrip("/")
     # Overlay files are declared inputs (their digests are in the key), not discovered ones.
     run.discover(*(root + path for path in closure.probed if path not in overlay))
@@ -186,6 +188,7 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
         "warnings": [w.replace(f"sysroot `{sysroot}`", f"sysroot `{p.sysroot}`")
                      for w in (*closure.warnings, *plan.warnings, *found.warnings)],
         "architecture": closure.architecture, "variant": closure.variant,
+        "accounts": {"passwd": accounts.passwd, "group": accounts.group, "user": accounts.user},
     }
 
 
@@ -232,7 +235,7 @@ def _probe_round(run: ActionRun[ClosureParams], doc: dict[str, Any], found: Runt
                          f"machine is `{host_architecture()}`", hint="probe the image of the host's platform only")
     files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
               "digest": run.digest(run.input(f.input))} for f in spec.files]
-    tree, _ = build_tree(doc, files, run.inputs, spec.user_name, spec.ld_so_cache, root=run.root)
+    tree, _ = build_tree(doc, files, run.inputs, spec.ld_so_cache, root=run.root)
     results = _run_probes(run, tree)
     # The image has a path when the tree has it, or has something below it (directories are implied).
     present = set(tree.entries) | {d for path in tree.entries for d in parent_dirs(path)}

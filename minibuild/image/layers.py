@@ -2,7 +2,7 @@
 
 layers.json = {"layers": [{"digest", "size", "media_type", "diff_id", "uncompressed_size", "created_by",
 "files": [{"path", "kind", "size", "mode", "reason", "target"?, "digest"?}]}], "architecture", "variant",
-"warnings", "max_size"}: the whole image, a base image's layers first.
+"warnings", "max_size", "user"}: the whole image, a base image's layers first.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
 from minibuild.image.runtime.dpkg_status import Owners
 from minibuild.image.secrets import SecretWatch
-from minibuild.image.tree import GROUPS, ImageTree, build_tree
+from minibuild.image.tree import ACCOUNT_FILES, GROUPS, ImageTree, build_tree
 from minibuild.oci.layer import write_layer
 
 _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: shared libraries",
@@ -34,7 +34,7 @@ def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any],
     p = run.params
     files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
               "digest": run.digest(run.input(f.input))} for f in p.files]
-    tree, groups = build_tree(closure, files, run.inputs, p.user, p.ld_so_cache, root=run.root, dpkg=dpkg)
+    tree, groups = build_tree(closure, files, run.inputs, p.ld_so_cache, root=run.root, dpkg=dpkg)
     if not p.keep_setuid:
         # setuid/setgid programs are rarely meant to be so in a container; Docker's default drops them
         # anyway only at run time, so the image should not carry them unless asked.
@@ -61,6 +61,10 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     p = run.params
     closure = read_json(run.input(p.closure))
     tree, groups = _image_tree(run, closure, dpkg)
+    for f in p.files:
+        if f.dest in ACCOUNT_FILES:
+            run.warn(f"`{f.dest}` of {f.origin} replaces the one minibuild generates from `user`, `users` and "
+                     "`groups` (docs/runtime.md)")
     # What the base image already has, byte for byte, is not written again.
     base_layers = read_json(run.input(p.base_layers))["layers"] if p.base_layers is not None else []
     below = {f["path"]: f for f in image_files({"layers": base_layers})}
@@ -98,6 +102,8 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
         "layers": base_layers + layers, "architecture": closure.get("architecture"),
         "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
         "max_size": p.max_size,
+        # The config's User as numbers, when `user` names an account (a name cannot be checked by runAsNonRoot).
+        "user": closure.get("accounts", {}).get("user", ""),
     })
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minibuild.actions import Artifact
+from minibuild.image.runtime.accounts import AccountsSpec
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,6 @@ class ProbeParams:
     commands: tuple[tuple[str, ...], ...]
     timeout: int
     user: str  # as the config says it ("65532:65532")
-    user_name: str  # as the BUILD file says it ("nonroot")
     ld_so_cache: bool
     platform_arch: str | None
     files: tuple[FileParam, ...]
@@ -68,6 +68,7 @@ class ClosureParams:
     overlay: Mapping[str, Artifact]  # in-image path -> a built program shipped there
     runtime: RuntimeParams
     probe: ProbeParams | None = None
+    accounts: AccountsSpec = AccountsSpec()  # /etc/passwd and /etc/group (docs/runtime.md)
     # A package sysroot's sysroot.json (the Sysroot action's): `sysroot` is then its name, and `sysroot_dir`, set
     # when the action runs (never part of the key), the directory of its unpacked tree.
     package_sysroot: Artifact | None = None
@@ -86,7 +87,6 @@ class DpkgStatusParams:
 class LayersParams:
     closure: Artifact
     files: tuple[FileParam, ...]
-    user: str
     base_layers: Artifact | None
     layering: str  # "shared" | "single"
     ld_so_cache: bool

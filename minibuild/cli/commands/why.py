@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def chain(closure: dict, layers: dict, path: str) -> list[str] | None:
     """Steps from a root to `path`, or None when the image does not hold it."""
     files = {f["path"]: f for f in image_files(layers)}
-    tree, _ = build_tree({**closure, "entries": [e for e in closure["entries"] if e["kind"] != "file"]}, [], {}, "")
+    tree, _ = build_tree({**closure, "entries": [e for e in closure["entries"] if e["kind"] != "file"]}, [], {})
     wanted = {path, tree.canonical(path)}
     by_path = {o["path"]: o for o in closure["objects"]}
     for obj in closure["objects"]:

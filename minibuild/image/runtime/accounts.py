@@ -1,0 +1,139 @@
+"""The image's /etc/passwd and /etc/group: root, the account it runs as and the accounts it switches to,
+copied from the sysroot's account database (docs/runtime.md, "accounts").
+
+A host sysroot has /etc/passwd and /etc/group; an unpacked package sysroot has none (base-passwd's
+postinst writes them from its masters), so its `/usr/share/base-passwd/{passwd,group}.master` are read
+instead. Lines are copied as they are (uid, gid, home, shell); a group keeps only members the image has.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from minibuild.elf.sysroot import Sysroot
+from minibuild.errors import InputError
+
+# Where each database is read, in order: the installed file, then base-passwd's master.
+_SOURCES = {"passwd": ("/etc/passwd", "/usr/share/base-passwd/passwd.master"),
+            "group": ("/etc/group", "/usr/share/base-passwd/group.master")}
+NONROOT = "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin"
+NONROOT_GROUP = "nonroot:x:65532:"
+
+
+@dataclass(frozen=True)
+class AccountsSpec:
+    """`user`, `users`, `groups` as the BUILD file says them; `ships_passwd`: the image's own /etc/passwd
+    replaces the generated one, so names are left for it to resolve at run time."""
+
+    user: str = ""
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    ships_passwd: bool = False
+    package_sysroot: bool = False  # for the hint when the sysroot has no account database
+
+
+@dataclass(frozen=True)
+class Accounts:
+    passwd: str
+    group: str
+    user: str  # the config's User as numbers ("33:33"); "" for root or left to a shipped /etc/passwd
+
+
+class _Database:
+    def __init__(self, fs: Sysroot, kind: str, spec: AccountsSpec, sysroot_name: str) -> None:
+        self.kind, self.fs, self.spec, self.sysroot = kind, fs, spec, sysroot_name
+        self.path: str | None = None
+        self.lines: dict[str, list[str]] = {}
+        for candidate in _SOURCES[kind]:
+            look = fs.lookup(candidate)
+            if look.realpath is None or look.st is None:
+                continue
+            with open(fs.host(look.realpath), encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    fields = line.rstrip("\n").split(":")
+                    if len(fields) >= (7 if kind == "passwd" else 4) and fields[0] and not fields[0].startswith("#"):
+                        self.lines.setdefault(fields[0], fields)
+            self.path = candidate
+            return
+
+    def get(self, name: str, what: str) -> list[str]:
+        if self.path is None:
+            where = " or ".join(f"`{p}`" for p in _SOURCES[self.kind])
+            hint = ("add `base-passwd` to the sysroot's `packages` in workspace.toml and run `minibuild lock`; "
+                    "the lock's packages do not include it" if self.spec.package_sysroot
+                    else "give the account as numbers (`\"1000:1000\"`), or ship an /etc/passwd with `files`")
+            raise InputError(f"{what} `{name}`: sysroot `{self.sysroot}` has no {where}", hint=hint)
+        fields = self.lines.get(name)
+        if fields is None:
+            close = difflib.get_close_matches(name, list(self.lines), n=5, cutoff=0.5)
+            names = ", ".join(f"`{n}`" for n in (close or sorted(self.lines)[:12]))
+            raise InputError(f"{what} `{name}` is not in `{self.path}` of sysroot `{self.sysroot}`",
+                             hint=f"{'close names' if close else 'it has'}: {names}; or give it as numbers "
+                                  '(`"UID:GID"`)')
+        return fields
+
+    def by_id(self, number: int) -> list[str] | None:
+        return next((f for f in self.lines.values() if f[2] == str(number)), None)
+
+
+def plan_accounts(fs: Sysroot, spec: AccountsSpec, sysroot_name: str) -> Accounts:
+    """The two files and the config's numeric user. Every sysroot path read is in `fs.probed`; messages name
+    the sysroot `sysroot_name`, as the workspace does."""
+    passwd: dict[str, list[str]] = {"root": "root:x:0:0:root:/root:/bin/sh".split(":")}
+    group: dict[str, list[str]] = {"root": "root:x:0:".split(":")}
+    dbs: dict[str, _Database] = {}
+
+    def db(kind: str) -> _Database:
+        if kind not in dbs:
+            dbs[kind] = _Database(fs, kind, spec, sysroot_name)
+        return dbs[kind]
+
+    def add_group_by_gid(gid: str, fallback: str) -> str:
+        found = next((g for g in group.values() if g[2] == gid), None)
+        if found is None and gid.isdigit():
+            found = db("group").by_id(int(gid))
+        if found is None:
+            found = [fallback, "x", gid, ""]
+        group.setdefault(found[0], found)
+        return found[0]
+
+    def add_user(name: str, what: str) -> list[str]:
+        fields = passwd.get(name) or db("passwd").get(name, what)
+        passwd.setdefault(name, fields)
+        add_group_by_gid(fields[3], name)
+        return fields
+
+    user_name, _, group_part = spec.user.partition(":")
+    run_as, uid, gid = "", "0", "0"
+    if not spec.ships_passwd:
+        for name in spec.users:
+            add_user(name, "`users` names the account")
+        if user_name == "nonroot":
+            passwd.setdefault("nonroot", NONROOT.split(":"))
+            group.setdefault("nonroot", NONROOT_GROUP.split(":"))
+            uid, gid = "65532", "65532"
+        elif user_name.isdigit():
+            uid = user_name
+            gid = group_part if group_part.isdigit() else uid
+            owner = next((f for f in passwd.values() if f[2] == uid), None)
+            if owner is None:  # a generated entry, so that getpwuid() finds the process's own uid
+                passwd[f"user{uid}"] = [f"user{uid}", "x", uid, gid, "", "/", "/sbin/nologin"]
+        elif user_name:
+            fields = add_user(user_name, "`user` names the account")
+            uid, gid = fields[2], fields[3]
+        if user_name and user_name not in ("root", "0"):
+            if group_part and not group_part.isdigit():
+                fields = group.get(group_part) or db("group").get(group_part, "`user` names the group")
+                group.setdefault(group_part, fields)
+                gid = fields[2]
+            elif group_part:
+                gid = group_part
+            add_group_by_gid(gid, f"group{gid}")
+            run_as = f"{uid}:{gid}"
+    for name in spec.groups:
+        group.setdefault(name, group.get(name) or db("group").get(name, "`groups` names the group"))
+    members = set(passwd)
+    lines = [":".join([*g[:3], ",".join(m for m in g[3].split(",") if m in members)]) for g in group.values()]
+    return Accounts(passwd="".join(":".join(f) + "\n" for f in passwd.values()),
+                    group="".join(line + "\n" for line in lines), user=run_as)

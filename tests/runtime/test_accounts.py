@@ -1,0 +1,147 @@
+"""Accounts (`user`, `users`, `groups`) in the real Docker engine: the image's `id` must say what the host's `id`
+says of the same account of the host sysroot (docs/runtime.md, "accounts")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from minibuild.elf.sysroot import Sysroot
+from minibuild.errors import InputError
+from minibuild.image.runtime.accounts import AccountsSpec, plan_accounts
+
+
+def _host_id(name: str) -> str:
+    return subprocess.run(["id", name], capture_output=True, text=True, check=True).stdout
+
+
+def _docker_id(docker: str, image: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([docker, "run", "--rm", *args, image], capture_output=True, text=True, timeout=120)
+
+
+ID_IMAGES = """
+[[image]]
+name = "nobody"
+binaries = ["/usr/bin/id"]
+user = "nobody"
+users = ["www-data", "daemon"]
+tag = "minibuild-test/accounts-nobody:latest"
+
+[[image]]
+name = "numbers"
+binaries = ["/usr/bin/id"]
+user = "4321:8765"
+tag = "minibuild-test/accounts-numbers:latest"
+"""
+
+
+@pytest.mark.docker
+def test_named_and_numeric_accounts_run_as_the_host_says(workspace, cli, docker_engine):
+    workspace.write("app/BUILD.toml", ID_IMAGES)
+    r = cli("build", "//app:nobody", "//app:numbers", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    # The image's own user: the host's account, copied with its group.
+    out = _docker_id(docker_engine, "minibuild-test/accounts-nobody:latest")
+    assert out.returncode == 0 and out.stdout == _host_id("nobody"), (out.stdout, out.stderr)
+    # Accounts the program switches to: Docker finds them by name in the image.
+    for name in ("www-data", "daemon"):
+        out = _docker_id(docker_engine, "minibuild-test/accounts-nobody:latest", "--user", name)
+        assert out.returncode == 0 and out.stdout == _host_id(name), (name, out.stdout, out.stderr)
+    # The config says the numbers (a name cannot be checked by Kubernetes' runAsNonRoot).
+    config = json.loads(subprocess.run([docker_engine, "image", "inspect", "minibuild-test/accounts-nobody:latest"],
+                                       capture_output=True, text=True, check=True).stdout)[0]["Config"]
+    assert config["User"] == "65534:65534"
+    # UID:GID: generated entries, so that getpwuid() and getgrgid() find the process's own ids.
+    out = _docker_id(docker_engine, "minibuild-test/accounts-numbers:latest")
+    assert out.returncode == 0 and out.stdout == "uid=4321(user4321) gid=8765(group8765) groups=8765(group8765)\n", \
+        (out.stdout, out.stderr)
+
+
+def test_an_unknown_account_is_exit_2_naming_the_sysroot_file_and_close_names(workspace, cli):
+    workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/usr/bin/id"]\nuser = "nobdy"\n')
+    r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2, r.stderr
+    assert "`user` names the account `nobdy` is not in `/etc/passwd` of sysroot `/`" in r.stderr, r.stderr
+    assert "close names: `nobody`" in r.stderr and "Traceback" not in r.stderr
+    workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/usr/bin/id"]\ngroups = ["wheel0"]\n')
+    r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2 and "`groups` names the group `wheel0` is not in `/etc/group`" in r.stderr, r.stderr
+
+
+def test_a_user_that_is_not_a_name_or_numbers_is_refused_in_the_build_file(workspace, cli):
+    workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/usr/bin/id"]\nuser = "a b"\n')
+    r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2 and "BUILD.toml" in r.stderr and "user `a b` must be" in r.stderr, r.stderr
+
+
+@pytest.mark.docker
+def test_an_etc_passwd_in_files_replaces_the_generated_one_with_a_warning(workspace, cli, docker_engine):
+    workspace.write("app/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:4242:4242:app:/:/bin/false\n")
+    workspace.write("app/BUILD.toml", """
+[[image]]
+name = "own"
+binaries = ["/usr/bin/id"]
+files = [{ src = "passwd", dest = "/etc/passwd" }]
+user = "app"
+tag = "minibuild-test/accounts-own:latest"
+""")
+    r = cli("build", "//app:own", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    assert "`/etc/passwd` of //app:own files[0] replaces the one minibuild generates" in r.stderr, r.stderr
+    out = _docker_id(docker_engine, "minibuild-test/accounts-own:latest")
+    # The shipped file names the user; the generated /etc/group has no group 4242.
+    assert out.returncode == 0 and out.stdout == "uid=4242(app) gid=4242 groups=4242\n", (out.stdout, out.stderr)
+
+
+def _image_file(tarball: Path, path: str) -> bytes:
+    """A file of the image's top-most layer holding it, read from the docker tarball."""
+    with tarfile.open(tarball) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        for layer in reversed(manifest[0]["Layers"]):
+            with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+                try:
+                    return inner.extractfile(path.lstrip("/")).read()  # type: ignore[union-attr]
+                except KeyError:
+                    continue
+    raise KeyError(path)
+
+
+def test_a_package_sysroot_reads_base_passwd_masters(tmp_path):
+    """An unpacked package sysroot has no /etc/passwd: base-passwd's masters are read (the host's, as Debian has
+    them), and without base-passwd the error says to add it."""
+    root = tmp_path / "sysroot"
+    (root / "usr/share/base-passwd").mkdir(parents=True)
+    for name in ("passwd.master", "group.master"):
+        (root / "usr/share/base-passwd" / name).write_bytes(Path("/usr/share/base-passwd", name).read_bytes())
+    accounts = plan_accounts(Sysroot(str(root)), AccountsSpec(user="www-data", package_sysroot=True), "bookworm")
+    master = Path("/usr/share/base-passwd/passwd.master").read_text().splitlines()
+    assert accounts.passwd.splitlines()[1] == next(line for line in master if line.startswith("www-data:"))
+    groups = Path("/usr/share/base-passwd/group.master").read_text().splitlines()
+    www = next(line for line in groups if line.startswith("www-data:"))
+    assert accounts.group.splitlines() == ["root:x:0:", www] and accounts.user == "33:33"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError) as e:
+        plan_accounts(Sysroot(str(empty)), AccountsSpec(user="www-data", package_sysroot=True), "bookworm")
+    assert "`/usr/share/base-passwd/passwd.master`" in e.value.message and "base-passwd" in (e.value.hint or "")
+
+
+def test_generated_files_copy_the_host_lines(workspace, cli):
+    workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/usr/bin/id"]\nuser = "daemon"\n'
+                                      'groups = ["adm"]\n')
+    r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    tarball = next(workspace.root.glob("**/app/i/image.tar"), None) or next(workspace.root.glob("**/image.tar"))
+    passwd = _image_file(tarball, "/etc/passwd").decode().splitlines()
+    group = _image_file(tarball, "/etc/group").decode().splitlines()
+    host = subprocess.run(["getent", "passwd", "daemon"], capture_output=True, text=True, check=True).stdout.strip()
+    assert passwd == ["root:x:0:0:root:/root:/bin/sh", host]
+    gid = host.split(":")[3]
+    host_group = subprocess.run(["getent", "group", gid], capture_output=True, text=True, check=True).stdout.strip()
+    adm = subprocess.run(["getent", "group", "adm"], capture_output=True, text=True, check=True).stdout.strip()
+    # Members the image does not have are dropped.
+    assert group[1:] == [":".join(host_group.split(":")[:3]) + ":", ":".join(adm.split(":")[:3]) + ":"]
