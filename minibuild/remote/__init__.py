@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from minibuild.remote_cache import RemoteCache, RemoteSettings
 
 
-def connect(settings: RemoteSettings, *, state_dir: str | None = None) -> RemoteCache:
-    """The client for `settings.url`'s scheme. Nothing is sent until the build asks for something. `state_dir`,
+def connect(settings: RemoteSettings, *, cache_dir: str | None = None) -> RemoteCache:
+    """The client for `settings.url`'s scheme. Nothing is sent until the build asks for something. `cache_dir`,
     the workspace's, is where the OCI client finds and adds to the record of where blobs were pushed."""
     scheme = urlsplit(settings.url).scheme
     if scheme in ("grpc", "grpcs"):
@@ -29,7 +29,7 @@ def connect(settings: RemoteSettings, *, state_dir: str | None = None) -> Remote
     if scheme.startswith("oci"):
         from minibuild.remote.oci import OciCache
 
-        return OciCache(settings, state_dir=state_dir)
+        return OciCache(settings, cache_dir=cache_dir)
     from minibuild.remote.http import HttpCache
 
     return HttpCache(settings)

@@ -122,7 +122,7 @@ def repository_of(url: str) -> tuple[str, str]:
 
 
 class OciCache:
-    def __init__(self, settings: RemoteSettings, *, state_dir: str | None = None) -> None:
+    def __init__(self, settings: RemoteSettings, *, cache_dir: str | None = None) -> None:
         self.settings = settings
         self.url = settings.url
         self.registry, self.repository = repository_of(settings.url)
@@ -131,7 +131,7 @@ class OciCache:
         self._lock = threading.Lock()
         self._client: RegistryClient | None = None
         self._broken: RemoteCacheError | None = None  # why the registry could not be reached: not tried again
-        self._record = PushRecord(push_record_path(state_dir)) if state_dir else None
+        self._record = PushRecord(push_record_path(cache_dir)) if cache_dir else None
         self._known: set[str] = set()  # blobs this repository has, for the push record
 
     # -- the connection ------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def test_the_cache_mounts_what_was_pushed(oci_cache, registry, tmp_path):
     settings = RemoteSettings(url=oci_cache)
     with pytest.raises(RemoteCacheError):
         OciCache(settings).upload_blobs([(digest, str(tmp_path / "absent"))])
-    cache = OciCache(settings, state_dir=str(state))
+    cache = OciCache(settings, cache_dir=str(state))
     assert cache.find_missing_blobs([digest]) == {digest}
     cache.upload_blobs([(digest, str(tmp_path / "absent"))])
     registry_, repo = _where(oci_cache)

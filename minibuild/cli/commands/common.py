@@ -64,7 +64,7 @@ def remote_cache(args: argparse.Namespace, workspace: Workspace) -> Any:
     # lazy: requests or grpcio, loaded only when a remote cache is used
     from minibuild.remote import connect
 
-    return connect(settings, state_dir=str(workspace.state_dir))
+    return connect(settings, cache_dir=workspace.cache_dir)
 
 
 def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bool = False) -> tuple[Any, list[Any]]:

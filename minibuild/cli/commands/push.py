@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                          hint="name one image target, e.g. `//images:bash`")
     [image] = images
     client = RegistryClient(ref.registry, api_host=ref.api_host, insecure=args.insecure, credentials=credentials)
-    record = PushRecord(push_record_path(str(workspace.state_dir)))
+    record = PushRecord(push_record_path(workspace.cache_dir))
 
     def on_blob(kind: str, desc: Descriptor, outcome: str) -> None:
         ui.info(f"  {kind} {desc.digest[:19]}  {ui.human(desc.size):>10}  {outcome}")

@@ -9,9 +9,10 @@ from collections.abc import Iterable
 from minibuild.oci._io import atomic_file
 
 
-def push_record_path(state_dir: str) -> str:
-    """Where a workspace keeps its record: `minibuild push` and the OCI remote cache both read and add to it."""
-    return os.path.join(state_dir, "cache", "pushed.json")
+def push_record_path(cache_dir: str) -> str:
+    """Where the record is kept, in the cache directory (`.minibuild/cache` or `$MINIBUILD_CACHE`):
+    `minibuild push` and the OCI remote cache both read and add to it."""
+    return os.path.join(cache_dir, "pushed.json")
 
 
 class PushRecord:
