@@ -1,4 +1,6 @@
-"""Fixtures for registry tests: the local registries of scripts/test.sh, image workspaces, a faulty proxy.
+"""Fixtures for registry tests: the local registries of scripts/test.sh, image workspaces, a faulty proxy
+(which can also stand for another host a registry names in an upload `Location`, and for a server that
+answers slowly or never).
 
 Where Docker is required (CI=true or MINIBUILD_REQUIRE_DOCKER=1) an unreachable registry fails the test
 instead of skipping it.
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -104,6 +107,11 @@ class Seen:
     method: str
     path: str
     kind: str  # "ping", "blob-head", "upload-start", "upload-patch", "upload-put", "manifest", "token", "other"
+    headers: dict[str, str] = field(default_factory=dict)  # as received, names in lower case
+
+    @property
+    def authorization(self) -> str:
+        return self.headers.get("authorization", "")
 
 
 def kind_of(method: str, path: str) -> str:
@@ -124,8 +132,11 @@ def kind_of(method: str, path: str) -> str:
 
 
 # A fault decides, per request, what the proxy does: None (forward), an int (answer with that status and an
-# error JSON), or "drop" (read part of the body, then close the connection without answering).
+# error JSON), "drop" (read part of the body, then close the connection without answering), "silent" (read
+# the request, never answer), "trickle" (send the answer one byte every TRICKLE seconds) or "trickle-body"
+# (send the status and headers at once, then the body one byte every TRICKLE seconds).
 Fault = Callable[[Seen, int], int | str | None]
+TRICKLE = 2.0
 
 
 def fail_first(kind: str, n: int, action: int | str = 500) -> Fault:
@@ -146,8 +157,19 @@ class Proxy:
     counts: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
     tokens_issued: list[list[str]] = field(default_factory=list)
+    forward_auth: bool = False  # pass the client's Authorization upstream (for the htpasswd registry)
+    upstream_auth: tuple[str, str] | None = None  # authorise upstream with these instead (a storage host)
+    relocate: str = ""  # host:port to name in the `Location` of upload answers instead of this proxy
+    realm: str = ""  # the token realm bearer challenges name (default: this proxy's /token)
+    challenge: str = ""  # answer every request but /token with 401 and this WWW-Authenticate
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> URL: answered with a 307 there
     address: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # ends silent and trickling answers
+
+    def seen_at(self, kind: str) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.seen if s.kind == kind]
 
 
 def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
@@ -175,7 +197,8 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(length) if length else b""
 
         def handle_one(self) -> None:
-            seen = Seen(self.command, self.path, kind_of(self.command, self.path))
+            seen = Seen(self.command, self.path, kind_of(self.command, self.path),
+                        {k.lower(): v for k, v in self.headers.items()})
             with proxy.lock:
                 proxy.seen.append(seen)
                 proxy.counts[seen.kind] += 1
@@ -194,9 +217,44 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 self._body()
                 self._error(action, "INJECTED", f"injected failure {action}")
                 return
+            if action in ("silent", "trickle", "trickle-body"):
+                self._body()
+                self._slow(action)
+                return
+            target = proxy.redirects.get(self.path.split("?", 1)[0])
+            if target:
+                self._body()
+                self._reply(307, b"", {"Location": target + ("?" + self.path.split("?", 1)[1] if "?" in self.path
+                                                             else "")})
+                return
+            if proxy.challenge and seen.kind != "token":
+                self._body()
+                self._error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": proxy.challenge})
+                return
             if proxy.bearer and not self._bearer_ok(seen):
                 return
             self._forward()
+
+        def _slow(self, action: str) -> None:
+            """Answer never ("silent"), or one byte every TRICKLE seconds until the client gives up."""
+            self.close_connection = True
+            if action == "silent":
+                proxy.stop.wait()
+                return
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            if action == "trickle":
+                slow = head + b"Content-Length: 0\r\n\r\n"
+            else:
+                slow = b"x" * 1000
+                self.wfile.write(head + b"Content-Length: 1000\r\n\r\n")
+            for i in range(len(slow)):
+                try:
+                    self.wfile.write(slow[i:i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                if proxy.stop.wait(TRICKLE):
+                    return
 
         def _bearer_ok(self, seen: Seen) -> bool:
             assert proxy.bearer is not None
@@ -218,7 +276,7 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             auth = self.headers.get("Authorization", "")
             if not auth.startswith("Bearer tok-"):
                 self._body()
-                realm = f"http://{proxy.address}/token"
+                realm = proxy.realm or f"http://{proxy.address}/token"
                 challenge = f'Bearer realm="{realm}",service="test-registry"'
                 self._error(401, "UNAUTHORIZED", "authentication required", {"WWW-Authenticate": challenge})
                 return False
@@ -226,8 +284,11 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             body = self._body()
-            headers = {k: v for k, v in self.headers.items()
-                       if k.lower() not in ("connection", "keep-alive", "authorization", "transfer-encoding")}
+            dropped = ("connection", "keep-alive", "transfer-encoding") + (() if proxy.forward_auth else
+                                                                            ("authorization",))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
+            if proxy.upstream_auth:
+                headers["Authorization"] = "Basic " + base64.b64encode(":".join(proxy.upstream_auth).encode()).decode()
             conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
             try:
                 conn.request(self.command, self.path, body=body or None, headers=headers)
@@ -235,6 +296,9 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 data = response.read()
                 out = {k: v for k, v in response.getheaders()
                        if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length")}
+                if proxy.relocate and "/blobs/uploads/" in self.path and "Location" in out:
+                    parts = urlsplit(out["Location"])
+                    out["Location"] = urlunsplit(("http", proxy.relocate, parts.path, parts.query, ""))
                 self.send_response(response.status)
                 for k, v in out.items():
                     self.send_header(k, v)
@@ -254,19 +318,22 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def fault_proxy(registry) -> Iterator[Callable[..., Proxy]]:
     """make(faults=[...], bearer=None) -> a Proxy listening on 127.0.0.1 in front of the plain registry."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def make(faults: list[Fault] | None = None, bearer: tuple[str, str] | None = None) -> Proxy:
-        proxy = Proxy(upstream=registry, faults=list(faults or []), bearer=bearer)
+    def make(faults: list[Fault] | None = None, bearer: tuple[str, str] | None = None, *,
+             upstream: str | None = None, **options: object) -> Proxy:
+        """A proxy in front of `upstream` (default: the plain registry); options are Proxy's fields."""
+        proxy = Proxy(upstream=upstream or registry, faults=list(faults or []), bearer=bearer,
+                      **options)  # type: ignore[arg-type]
         server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(proxy))
         server.daemon_threads = True
         proxy.address = f"127.0.0.1:{server.server_address[1]}"
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
+        servers.append((server, proxy))
         return proxy
 
+    servers: list[tuple[ThreadingHTTPServer, Proxy]] = []
     yield make
-    for server in servers:
+    for server, proxy in servers:
+        proxy.stop.set()
         server.shutdown()
         server.server_close()
 

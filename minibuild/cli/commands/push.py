@@ -25,6 +25,19 @@ def _size(text: str) -> int:
     return value
 
 
+DEFAULT_TIMEOUT = 600.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number of seconds such as `600`") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("the timeout must be a positive number of seconds")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("label", metavar="LABEL", help="the image target to push")
     p.add_argument("--to", required=True, metavar="REFERENCE",
@@ -35,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow plain HTTP and unverified TLS for this registry (loopback hosts always use HTTP)")
     p.add_argument("--chunk-size", type=_size, default=None, metavar="SIZE",
                    help="upload blobs larger than this in chunks of this size (default 64M)")
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help="stop the push (exit 1) when it has not ended after this long, counted once the image is "
+                        "built (default 600); each request also gets at most 60 s for its answer")
     p.add_argument("--sign", metavar="KEY",
                    help="sign the pushed image with this private key (`minibuild keygen`), in cosign's format, "
                         "stored under the `sha256-<hex>.sig` tag; password from MINIBUILD_SIGNING_PASSWORD")
@@ -63,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"`{args.label}` names {len(images)} images; `push` needs exactly one",
                          hint="name one image target, e.g. `//images:bash`")
     [image] = images
-    client = RegistryClient(ref.registry, api_host=ref.api_host, insecure=args.insecure, credentials=credentials)
+    deadline = registry.Deadline(f"push to `{ref.registry}`", args.timeout)  # from here: the build is done
+    client = RegistryClient(ref.registry, api_host=ref.api_host, insecure=args.insecure, credentials=credentials,
+                            deadline=deadline, on_wait=ui.info)
     record = PushRecord(push_record_path(workspace.cache_dir))
 
     def on_blob(kind: str, desc: Descriptor, outcome: str) -> None:

@@ -6,14 +6,16 @@ monolithically or in chunks streamed from the file, then puts the manifests (chi
 by digest) and the root under its tag.
 
 Credentials come from the docker CLI's `config.json` (`auths` only). Authentication is basic or bearer
-token (a token per scope, fetched from the realm of the registry's challenge). Transient failures (5xx,
-429, broken connections) are retried with bounded exponential backoff; 4xx never is. Every failure is an
-EngineError naming the registry, the status and the registry's own error message.
+token (a token per scope, fetched from the realm of the registry's challenge); credentials go to the
+registry's own origin and that realm only, never to another host an upload `Location` or a redirect names.
+Transient failures (5xx, 429, broken connections) are retried with bounded exponential backoff; 4xx never
+is. Each request has an answer limit a trickling server cannot stretch, and a push a Deadline. Every failure
+is an EngineError naming the registry, the status and the registry's own error message.
 
 Modules: `reference` (parsing `registry/name:tag`), `credentials` (docker's config.json), `connection`
-(scheme discovery, authentication, retries), `client` (the distribution API calls), `push_record` (where
-blobs were pushed before) and `push` (pushing a layout). The names below are the package's interface; the
-OCI remote cache (`minibuild/remote/oci.py`) uses the client too.
+(scheme discovery, authentication, retries), `deadlines` (time limits), `client` (the distribution API
+calls), `push_record` (where blobs were pushed before) and `push` (pushing a layout). The names below are
+the package's interface; the OCI remote cache (`minibuild/remote/oci.py`) uses the client too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from minibuild.oci.registry.client import DEFAULT_CHUNK_SIZE, RegistryClient
 from minibuild.oci.registry.connection import Body, RegistryConnection, RegistryError, RetryPolicy
 from minibuild.oci.registry.credentials import Credentials, docker_config_path, load_credentials
+from minibuild.oci.registry.deadlines import Deadline
 from minibuild.oci.registry.push import BlobEvent, PushResult, push_layout
 from minibuild.oci.registry.push_record import PushRecord, push_record_path
 from minibuild.oci.registry.reference import (
@@ -39,6 +42,7 @@ __all__ = [
     "BlobEvent",
     "Body",
     "Credentials",
+    "Deadline",
     "PushRecord",
     "PushResult",
     "Reference",

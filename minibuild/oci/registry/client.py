@@ -133,21 +133,27 @@ class RegistryClient(RegistryConnection):
         def op() -> bool:
             out.seek(0)
             out.truncate()
-            r = self.request("GET", f"/v2/{repository}/blobs/{digest}", scopes=[_scope(repository, "pull")],
-                             stream=True)
-            with r:
-                if r.status_code == 404:
-                    return False
-                if r.status_code != 200:
-                    raise self._fail(f"blob `{digest}` of `{repository}`", r)
-                try:
-                    for chunk in r.iter_content(_READ_CHUNK):
-                        out.write(chunk)
-                except requests.RequestException as exc:
-                    timed_out = isinstance(exc, requests.Timeout)
-                    reason = "timed out" if timed_out else f"cut short ({type(exc).__name__})"
-                    raise _Transient(f"the blob's bytes were {reason}", reason=reason, timed_out=timed_out,
-                                     cut_short=not timed_out) from None
+            path = f"/v2/{repository}/blobs/{digest}"
+            if not self.base:
+                self.ping()
+            # one watch for the answer and the body: every chunk restarts the answer limit, so a server that
+            # trickles must still send a chunk within it
+            with self.watching("GET", urljoin(self.base, path)) as watch:
+                r = self.request("GET", path, scopes=[_scope(repository, "pull")], stream=True)
+                with r:
+                    if r.status_code == 404:
+                        return False
+                    if r.status_code != 200:
+                        raise self._fail(f"blob `{digest}` of `{repository}`", r)
+                    try:
+                        for chunk in r.iter_content(_READ_CHUNK):
+                            watch.arm()
+                            out.write(chunk)
+                    except requests.RequestException as exc:
+                        if watch.expired or isinstance(exc, requests.Timeout):
+                            raise self._expired(watch, exc, self.timeout) from None
+                        reason = f"cut short ({type(exc).__name__})"
+                        raise _Transient(f"the blob's bytes were {reason}", reason=reason, cut_short=True) from None
             return True
 
         return self._retrying(f"downloading blob `{digest}`", op)
