@@ -30,13 +30,15 @@ class TreeEntry:
     target: str | None = None
     via: str | None = None  # the in-tree path of the object or script whose lookup brought it in
     xattrs: tuple[tuple[str, bytes], ...] = ()  # extended attributes to keep (`security.capability`)
+    uid: int = 0  # the owner in the image (`dirs`, `files` with `owner`); root otherwise
+    gid: int = 0
 
     def __post_init__(self) -> None:
         if self.mode == DEFAULT_MODE:
             object.__setattr__(self, "mode", DEFAULT_MODES.get(self.kind, 0o644))
 
     def same_content(self, other: TreeEntry) -> bool:
-        if self.kind != other.kind or self.mode != other.mode:
+        if (self.kind, self.mode, self.uid, self.gid) != (other.kind, other.mode, other.uid, other.gid):
             return False
         if self.kind == "symlink":
             return self.target == other.target
@@ -48,6 +50,9 @@ class TreeEntry:
         if self.kind == "symlink":
             return f"a symlink to `{self.target}`"
         if self.kind == "dir":
-            return f"a directory (mode {self.mode:04o})"
+            return f"a directory (mode {self.mode:04o}{self._owner()})"
         content = f"`{self.source}`" if self.source is not None else f"{len(self.data or b'')} bytes of data"
-        return f"a file (mode {self.mode:04o}) with the content of {content}"
+        return f"a file (mode {self.mode:04o}{self._owner()}) with the content of {content}"
+
+    def _owner(self) -> str:
+        return f", owner {self.uid}:{self.gid}" if self.uid or self.gid else ""

@@ -21,6 +21,7 @@ from minibuild.image import assemble, closure, layers
 from minibuild.image.params import (
     ClosureParams,
     ConfigParams,
+    DirParam,
     DpkgStatusParams,
     FileParam,
     ImageParams,
@@ -41,6 +42,13 @@ from minibuild_rules.common import Mode, Size, check_tag, image_path
 from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
 
 _ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\$?\Z")  # a name as useradd takes it
+
+
+def _check_account(v: str, what: str) -> str:
+    if v and not all(_ACCOUNT.match(part) or part.isdigit() for part in v.split(":", 1)):
+        raise ValueError(f'{what} `{v}` must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`')
+    return v
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -52,6 +60,14 @@ class FileSpec(Attrs):
     their own, so it may be left out for one."""
     mode: Mode | None = None
     """Permission bits, `"0644"`; unset: 0644 for a file, 0755 for a genrule's output, a `files` target's own."""
+    owner: str = ""
+    """Who owns it in the image: an account of the sysroot (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`;
+    unset: root."""
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        return _check_account(v, "owner")
 
     @field_validator("dest")
     @classmethod
@@ -61,6 +77,25 @@ class FileSpec(Attrs):
         if v.endswith("/") and v != "/":
             return image_path(v, "destination").rstrip("/") + "/"
         return image_path(v, "destination")
+
+
+class DirAttr(Attrs):
+    path: str
+    """The directory (an absolute path; its parents are made too, owned by root)."""
+    owner: str = ""
+    """Who owns it: an account of the sysroot (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`; unset: root."""
+    mode: Mode = 0o755
+    """Permission bits, `"0750"`, `"1777"`."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return image_path(v, "directory")
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        return _check_account(v, "owner")
 
 
 class TreeAttr(Attrs):
@@ -102,6 +137,9 @@ class ImageAttrs(Attrs):
     """More accounts of the sysroot's `/etc/passwd` the program switches to (`["www-data"]`), with their groups."""
     groups: list[str] = []
     """More groups of the sysroot's `/etc/group` (`["adm"]`)."""
+    dirs: list[DirAttr] = []
+    """Directories created empty with an owner and mode: `{ path = "/var/lib/app", owner = "www-data",
+    mode = "0750" }` (a directory the image has anyway takes them too)."""
     tag: str | None = None
     """The tag the image is loaded as; unset: `<package>/<name>:latest`."""
     labels: dict[str, str] = {}
@@ -166,9 +204,7 @@ class ImageAttrs(Attrs):
     @field_validator("user")
     @classmethod
     def _user(cls, v: str) -> str:
-        if v and not all(_ACCOUNT.match(part) or part.isdigit() for part in v.split(":", 1)):
-            raise ValueError(f'user `{v}` must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`')
-        return v
+        return _check_account(v, "user")
 
     @field_validator("users", "groups")
     @classmethod
@@ -332,7 +368,9 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     a = ctx.attrs
     tag = check_tag(a.tag) if a.tag else check_tag(
         f"{ctx.label.package}/{ctx.label.name}:latest".lstrip("/").lower())
-    files = [e for i, spec in enumerate(a.files) for e in _file_entries(ctx, i, spec)]
+    owned = [(e, spec.owner) for i, spec in enumerate(a.files) for e in _file_entries(ctx, i, spec)]
+    files = [e for e, _ in owned]
+    file_owners = {e.dest: owner for e, owner in owned if owner}
     file_dests = {e.dest for e in files}
     base = ctx.provider(a.base, ImageInfo) if a.base else None
     # PATH is always set (runtimes differ in the default they inject); a base image brings its own.
@@ -345,8 +383,8 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
-    if not binaries and not files and not base and not a.trees and a.tzdata is not True:
-        raise ctx.fail("an image needs at least one of `binaries`, `files`, `trees` or `base`", "binaries")
+    if not binaries and not files and not base and not a.trees and not a.dirs and a.tzdata is not True:
+        raise ctx.fail("an image needs at least one of `binaries`, `files`, `trees`, `dirs` or `base`", "binaries")
 
     config_params = ConfigParams(
         entrypoint=tuple(entrypoint), cmd=tuple(a.cmd), env=tuple(f"{k}={v}" for k, v in env.items()),
@@ -363,7 +401,7 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
         if base and base_image is None:
             raise ctx.fail(f"base `{a.base}` has no image for platform `{platform}`", "base")
         built.append(_platform_image(ctx, a, platform, prefix, binaries, files, env, config_params, tag, base_image,
-                                     overlay, write_tarball=not multi))
+                                     overlay, write_tarball=not multi, file_owners=file_owners))
     if multi:
         index, tarball = ctx.actions.declare("index.json"), ctx.actions.declare("image.tar")
         ctx.actions.run(
@@ -383,8 +421,8 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
             DefaultInfo(files=(tarball,))]
 
 
-def _file_params(files: list[FileEntry]) -> tuple[FileParam, ...]:
-    return tuple(FileParam(e.dest, e.mode, e.artifact, e.origin) for e in files)
+def _file_params(files: list[FileEntry], owners: dict[str, str] | None = None) -> tuple[FileParam, ...]:
+    return tuple(FileParam(e.dest, e.mode, e.artifact, e.origin, (owners or {}).get(e.dest, "")) for e in files)
 
 
 def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot: str, binaries: list[str],
@@ -405,7 +443,8 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
         trees=tuple(TreeParam(t.src, tuple(t.exclude)) for t in a.trees),
     )
-    accounts = AccountsSpec(user=a.user, users=tuple(a.users), groups=tuple(a.groups),
+    owners = sorted({f.owner for f in a.files if f.owner} | {d.owner for d in a.dirs if d.owner})
+    accounts = AccountsSpec(user=a.user, users=tuple(a.users), groups=tuple(a.groups), owners=tuple(owners),
                             ships_passwd=any(e.dest == "/etc/passwd" for e in files))
     return ClosureParams(paths=tuple(binaries), sysroot=sysroot, env=env, workdir=a.workdir or "/",
                          platform=platform, overlay=overlay, runtime=runtime, probe=probe, accounts=accounts)
@@ -414,7 +453,7 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
 def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str | None, prefix: str,
                     binaries: list[str], files: list[FileEntry], env: dict[str, str], config_params: ConfigParams,
                     tag: str, base: PlatformImage | None, overlay: dict[str, Artifact],
-                    write_tarball: bool) -> PlatformImage:
+                    write_tarball: bool, file_owners: dict[str, str]) -> PlatformImage:
     """The closure, layers and image actions of one platform of an image."""
     sysroot, package_sysroot = _sysroot(ctx, platform)
     where = f" for `{platform}`" if prefix else ""
@@ -440,10 +479,11 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
         function=write_layers,
         version=1,
         params=LayersParams(
-            closure=closure_out, files=_file_params(files), base_layers=base.layers if base else None,
+            closure=closure_out, files=_file_params(files, file_owners), base_layers=base.layers if base else None,
             layering=a.layering, ld_so_cache=a.ld_so_cache, allow_secrets=names(a.allow_secrets),
             keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
             epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,
+            dirs=tuple(DirParam(d.path, d.mode, d.owner, f"{ctx.label} dirs[{i}]") for i, d in enumerate(a.dirs)),
         ),
         inputs=[closure_out, *([base.layers] if base else []), *sorted({e.artifact for e in files}),
                 *([package_sysroot] if a.dpkg_status and package_sysroot else [])],

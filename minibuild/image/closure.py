@@ -188,7 +188,8 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
         "warnings": [w.replace(f"sysroot `{sysroot}`", f"sysroot `{p.sysroot}`")
                      for w in (*closure.warnings, *plan.warnings, *found.warnings)],
         "architecture": closure.architecture, "variant": closure.variant,
-        "accounts": {"passwd": accounts.passwd, "group": accounts.group, "user": accounts.user},
+        "accounts": {"passwd": accounts.passwd, "group": accounts.group, "user": accounts.user,
+                     "owners": {k: list(v) for k, v in accounts.owners.items()}},
     }
 
 

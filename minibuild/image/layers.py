@@ -1,8 +1,8 @@
 """The layers action: the image's file tree cut into layers, bottom to top, written and stored.
 
 layers.json = {"layers": [{"digest", "size", "media_type", "diff_id", "uncompressed_size", "created_by",
-"files": [{"path", "kind", "size", "mode", "reason", "target"?, "digest"?}]}], "architecture", "variant",
-"warnings", "max_size", "user"}: the whole image, a base image's layers first.
+"files": [{"path", "kind", "size", "mode", "reason", "target"?, "digest"?, "uid"?, "gid"?}]}], "architecture",
+"variant", "warnings", "max_size", "user"}: the whole image, a base image's layers first.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any],
                 dpkg: Owners | None) -> tuple[ImageTree, dict[str, str]]:
     """The image's tree (setuid bits dropped unless asked) and each path's layer group."""
     p = run.params
-    files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin,
+    files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin, "owner": f.owner,
               "digest": run.digest(run.input(f.input))} for f in p.files]
-    tree, groups = build_tree(closure, files, run.inputs, p.ld_so_cache, root=run.root, dpkg=dpkg)
+    dirs = [{"path": d.path, "mode": d.mode, "owner": d.owner, "origin": d.origin} for d in p.dirs]
+    tree, groups = build_tree(closure, files, run.inputs, p.ld_so_cache, root=run.root, dpkg=dpkg, dirs=dirs)
     if not p.keep_setuid:
         # setuid/setgid programs are rarely meant to be so in a container; Docker's default drops them
         # anyway only at run time, so the image should not carry them unless asked.
@@ -52,6 +53,7 @@ def _layer_document(group: str, layer: Any, entries: list[TreeEntry]) -> dict[st
         "created_by": _HISTORY.get(group) or f"minibuild: shared library {posixpath.basename(group[4:])}",
         "files": [{"path": e.path, "kind": e.kind, "size": e.size if e.kind == "file" else 0, "mode": e.mode,
                    "reason": e.reason, **({"target": e.target} if e.target else {}),
+                   **({"uid": e.uid, "gid": e.gid} if e.uid or e.gid else {}),
                    **({"digest": e.digest} if e.digest else {})} for e in entries],
     }
 
@@ -131,6 +133,8 @@ def _check_budget(tree: ImageTree, below: dict[str, Any], budget: int, owner: ob
 
 def _same_as_base(entry: TreeEntry, below: dict[str, Any] | None) -> bool:
     if below is None or below["kind"] != entry.kind or below.get("mode", entry.mode) != entry.mode:
+        return False
+    if (below.get("uid", 0), below.get("gid", 0)) != (entry.uid, entry.gid):
         return False
     if entry.kind == "symlink":
         return below.get("target") == entry.target

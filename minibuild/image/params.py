@@ -21,6 +21,17 @@ class FileParam:
     mode: int
     input: Artifact
     origin: str
+    owner: str = ""  # "NAME", "NAME:GROUP", "UID:GID"; "": root
+
+
+@dataclass(frozen=True)
+class DirParam:
+    """A directory the image holds, empty unless something else puts files in it (`dirs`)."""
+
+    path: str
+    mode: int
+    owner: str
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ class LayersParams:
     gzip_level: int
     epoch: int
     dpkg_status: DpkgStatusParams | None = None
+    dirs: tuple[DirParam, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -136,8 +137,8 @@ def _cache_entries(closure: dict[str, Any], files: list[dict[str, Any]], inputs:
 
 
 def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dict[str, str],
-               ld_so_cache: bool = False, root: str = "/",
-               dpkg: Owners | None = None) -> tuple[ImageTree, dict[str, str]]:
+               ld_so_cache: bool = False, root: str = "/", dpkg: Owners | None = None,
+               dirs: Sequence[dict[str, Any]] = ()) -> tuple[ImageTree, dict[str, str]]:
     """The whole image tree, and the layer group of each canonical path. A closure's sources inside the
     workspace are relative to its `root`. With `dpkg` (who owns the sysroot's files), the dpkg status of the
     packages the image holds files of is added (`dpkg_status`)."""
@@ -160,10 +161,20 @@ def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dic
             runtime_paths.append(added.path)
     for e in _etc_files(closure, own):
         tree.add(replace(e, digest=sha256_bytes(e.data) if e.data is not None else None, size=len(e.data or b"")))
+    owners = {k: tuple(v) for k, v in (closure.get("accounts") or {}).get("owners", {}).items()}
     for f in files:
         src = inputs[f["input"]]
+        uid, gid = owners[f["owner"]] if f.get("owner") else (0, 0)
         tree.add(TreeEntry(f["dest"], "file", f["mode"], "file", origin=f["origin"], source=src,
-                           digest=f.get("digest"), size=os.path.getsize(src)))
+                           digest=f.get("digest"), size=os.path.getsize(src), uid=uid, gid=gid))
+    for d in dirs:
+        uid, gid = owners[d["owner"]] if d["owner"] else (0, 0)
+        entry = TreeEntry(d["path"], "dir", d["mode"], "directory", origin=d["origin"], uid=uid, gid=gid)
+        have = tree.entries.get(tree.canonical(d["path"]))
+        if have is not None and have.kind == "dir":  # a declared directory's owner and mode win (/tmp too)
+            tree.entries[have.path] = replace(entry, path=have.path)
+        else:
+            tree.add(entry)
     if ld_so_cache:
         data = write_cache(_cache_entries(closure, files, inputs, tree), closure.get("architecture"))
         tree.add(TreeEntry("/etc/ld.so.cache", "file", 0o644, "ld.so.cache of the image's libraries",

@@ -2,7 +2,8 @@
 
 The same entries give the same bytes on any machine, at any time, under any umask or checkout path:
   - members sorted by path components, every parent directory emitted before its children;
-  - uid/gid 0, empty uname/gname, mtime = `epoch`, no atime/ctime, modes taken only from the entries;
+  - uid/gid the entry's (0 unless an image gives an owner), empty uname/gname, mtime = `epoch`, no
+    atime/ctime, modes taken only from the entries;
   - POSIX pax format, which writes a plain ustar header (no pax record) for every ordinary member and adds
     a pax record only when ustar cannot hold a value: names or link targets over 100 bytes or not ASCII,
     files of 8 GiB or more. GNU format would do the same job with non-standard long-name members instead.
@@ -75,6 +76,9 @@ def checked(entry: TreeEntry) -> TreeEntry:
         _check_utf8(entry.target, f"symlink target of `{path}`{where}")
     elif entry.target is not None:
         raise InputError(f"{entry.kind} entry `{path}`{where} cannot have a `target`")
+    for n in (entry.uid, entry.gid):
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 1 << 31:
+            raise InputError(f"layer entry `{path}`{where} has owner {entry.uid!r}:{entry.gid!r}; expected 0 to 2^31-1")
     if path == "/" and entry.kind != "dir":
         raise InputError(f"the root `/`{where} can only be a directory")
     return entry if (path, mode) == (entry.path, entry.mode) else dataclasses.replace(entry, path=path, mode=mode)
@@ -156,7 +160,7 @@ class _ContentKeys:
 
 
 def _same(a: TreeEntry, b: TreeEntry, keys: _ContentKeys) -> bool:
-    if (a.kind, a.mode, a.target) != (b.kind, b.mode, b.target):
+    if (a.kind, a.mode, a.target, a.uid, a.gid) != (b.kind, b.mode, b.target, b.uid, b.gid):
         return False
     if a.kind != "file":
         return True
@@ -214,7 +218,7 @@ def tar_info(entry: TreeEntry, size: int, epoch: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(entry.path.lstrip("/"))
     info.mtime = epoch
     info.mode = entry.mode or 0
-    info.uid = info.gid = 0
+    info.uid, info.gid = entry.uid, entry.gid
     info.uname = info.gname = ""
     info.devmajor = info.devminor = 0
     if entry.kind == "dir":

@@ -145,3 +145,88 @@ def test_generated_files_copy_the_host_lines(workspace, cli):
     adm = subprocess.run(["getent", "group", "adm"], capture_output=True, text=True, check=True).stdout.strip()
     # Members the image does not have are dropped.
     assert group[1:] == [":".join(host_group.split(":")[:3]) + ":", ":".join(adm.split(":")[:3]) + ":"]
+
+
+# ------------------------------------------------------------- owners and directories --
+
+OWNED_IMAGE = """
+[[image]]
+name = "owned"
+binaries = ["/bin/dash"]
+dirs = [
+    { path = "/var/lib/app", owner = "www-data", mode = "0750" },
+    { path = "/var/lib/closed" },
+    { path = "/srv/numbers", owner = "4321:8765", mode = "0700" },
+]
+files = [{ src = "hello", dest = "/etc/app/hello", owner = "www-data:adm", mode = "0640" }]
+tag = "minibuild-test/accounts-owned:latest"
+"""
+
+
+def _getent(db: str, key: str) -> list[str]:
+    return subprocess.run(["getent", db, key], capture_output=True, text=True, check=True).stdout.strip().split(":")
+
+
+@pytest.mark.docker
+def test_owned_directories_and_files_in_the_engine(workspace, cli, docker_engine, tmp_path):
+    workspace.write("app/hello", "hello\n")
+    workspace.write("app/BUILD.toml", OWNED_IMAGE)
+    r = cli("build", "//app:owned", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    image = "minibuild-test/accounts-owned:latest"
+    run = [docker_engine, "run", "--rm", "--user", "www-data", image, "-c"]
+    script = 'echo x > /var/lib/app/f && read a < /var/lib/app/f && read b < /etc/app/hello && echo "$a $b"'
+    ok = subprocess.run([*run, script], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout == "x hello\n", (ok.stdout, ok.stderr)
+    # A directory without an owner is root's: the same write is refused there.
+    refused = subprocess.run([*run, "echo x > /var/lib/closed/f"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr, (refused.stdout, refused.stderr)
+    # What the engine unpacked: `docker export` of a container of the image.
+    container = subprocess.run([docker_engine, "create", image], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    try:
+        exported = tmp_path / "export.tar"
+        subprocess.run([docker_engine, "export", "-o", str(exported), container], check=True)
+    finally:
+        subprocess.run([docker_engine, "rm", container], capture_output=True)
+    www, adm = _getent("passwd", "www-data"), _getent("group", "adm")
+    with tarfile.open(exported) as tar:
+        def owner(path: str) -> tuple[int, int, int]:
+            m = tar.getmember(path)
+            return m.uid, m.gid, m.mode & 0o7777
+        assert owner("var/lib/app") == (int(www[2]), int(www[3]), 0o750)
+        assert owner("etc/app/hello") == (int(www[2]), int(adm[2]), 0o640)
+        assert owner("srv/numbers") == (4321, 8765, 0o700)
+        assert owner("var/lib/closed") == (0, 0, 0o755)
+    # The named owners are accounts of the image (ls -l would show their names).
+    passwd = _image_file(next(workspace.root.glob("**/app/owned/image.tar")), "/etc/passwd").decode()
+    assert ":".join(www) + "\n" in passwd
+
+
+def test_owners_are_in_the_layer_headers_and_the_layers_are_reproducible(tmp_path, cli):
+    digests = []
+    for n in range(2):  # two workspaces with caches of their own: the layers are written twice
+        ws = tmp_path / f"ws{n}"
+        (ws / "app").mkdir(parents=True)
+        (ws / "workspace.toml").write_text('[workspace]\nname = "test"\n')
+        (ws / "app/hello").write_text("hello\n")
+        (ws / "app/BUILD.toml").write_text(OWNED_IMAGE)
+        r = cli("build", "//app:owned", "--no-load", cwd=ws, env={"MINIBUILD_CACHE": str(tmp_path / f"cache{n}")})
+        assert r.returncode == 0, r.stderr
+        tarball = next(ws.glob("**/app/owned/image.tar"))
+        with tarfile.open(tarball) as outer:
+            manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+            digests.append(manifest[0]["Layers"])
+            top = outer.extractfile(manifest[0]["Layers"][-1])
+            with tarfile.open(fileobj=top) as layer:
+                m = layer.getmember("srv/numbers")
+                assert (m.uid, m.gid, m.mode, m.uname, m.gname) == (4321, 8765, 0o700, "", "")
+    assert digests[0] == digests[1]
+
+
+def test_an_unknown_owner_is_exit_2(workspace, cli):
+    workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/bin/dash"]\n'
+                                      'dirs = [{ path = "/data", owner = "postgress" }]\n')
+    r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
+    assert r.returncode == 2 and "`owner` names the account `postgress` is not in `/etc/passwd`" in r.stderr, \
+        r.stderr

@@ -9,6 +9,7 @@ instead. Lines are copied as they are (uid, gid, home, shell); a group keeps onl
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from minibuild.elf.sysroot import Sysroot
@@ -23,12 +24,13 @@ NONROOT_GROUP = "nonroot:x:65532:"
 
 @dataclass(frozen=True)
 class AccountsSpec:
-    """`user`, `users`, `groups` as the BUILD file says them; `ships_passwd`: the image's own /etc/passwd
-    replaces the generated one, so names are left for it to resolve at run time."""
+    """`user`, `users`, `groups` and owners as the BUILD file says them; `ships_passwd`: the image's own
+    /etc/passwd replaces the generated one, so `user` and `users` are left for it to resolve at run time."""
 
     user: str = ""
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()  # every `owner` of `files` and `dirs`: named accounts are added too
     ships_passwd: bool = False
     package_sysroot: bool = False  # for the hint when the sysroot has no account database
 
@@ -38,6 +40,7 @@ class Accounts:
     passwd: str
     group: str
     user: str  # the config's User as numbers ("33:33"); "" for root or left to a shipped /etc/passwd
+    owners: Mapping[str, tuple[int, int]]  # each `owner` as written -> uid, gid
 
 
 class _Database:
@@ -104,36 +107,46 @@ def plan_accounts(fs: Sysroot, spec: AccountsSpec, sysroot_name: str) -> Account
         add_group_by_gid(fields[3], name)
         return fields
 
-    user_name, _, group_part = spec.user.partition(":")
-    run_as, uid, gid = "", "0", "0"
-    if not spec.ships_passwd:
-        for name in spec.users:
-            add_user(name, "`users` names the account")
-        if user_name == "nonroot":
+    def account(text: str, what: str, generate: bool) -> tuple[str, str]:
+        """uid and gid of `NAME[:GROUP]`, `UID[:GID]` or `nonroot`, adding the lines they need; `generate`:
+        numbers get entries of their own, so that getpwuid() finds the process's own uid."""
+        name, _, group_part = text.partition(":")
+        if name == "nonroot":
             passwd.setdefault("nonroot", NONROOT.split(":"))
             group.setdefault("nonroot", NONROOT_GROUP.split(":"))
             uid, gid = "65532", "65532"
-        elif user_name.isdigit():
-            uid = user_name
-            gid = group_part if group_part.isdigit() else uid
-            owner = next((f for f in passwd.values() if f[2] == uid), None)
-            if owner is None:  # a generated entry, so that getpwuid() finds the process's own uid
-                passwd[f"user{uid}"] = [f"user{uid}", "x", uid, gid, "", "/", "/sbin/nologin"]
-        elif user_name:
-            fields = add_user(user_name, "`user` names the account")
+        elif name.isdigit():
+            uid, gid = name, name
+            if generate and not any(f[2] == uid for f in passwd.values()):
+                passwd[f"user{uid}"] = [f"user{uid}", "x", uid, group_part if group_part.isdigit() else uid, "",
+                                        "/", "/sbin/nologin"]
+        else:
+            if spec.ships_passwd:
+                raise InputError(f"{what} `{name}` cannot be looked up: the image ships its own /etc/passwd",
+                                 hint="give it as numbers (`\"UID:GID\"`)")
+            fields = add_user(name, f"{what} names the account")
             uid, gid = fields[2], fields[3]
-        if user_name and user_name not in ("root", "0"):
-            if group_part and not group_part.isdigit():
-                fields = group.get(group_part) or db("group").get(group_part, "`user` names the group")
-                group.setdefault(group_part, fields)
-                gid = fields[2]
-            elif group_part:
-                gid = group_part
+        if group_part and not group_part.isdigit():
+            fields = group.get(group_part) or db("group").get(group_part, f"{what} names the group")
+            group.setdefault(group_part, fields)
+            gid = fields[2]
+        elif group_part:
+            gid = group_part
+        if generate or not name.isdigit():
             add_group_by_gid(gid, f"group{gid}")
-            run_as = f"{uid}:{gid}"
+        return uid, gid
+
+    run_as = ""
+    if not spec.ships_passwd:
+        for name in spec.users:
+            add_user(name, "`users` names the account")
+        if spec.user and spec.user.partition(":")[0] not in ("root", "0"):
+            run_as = ":".join(account(spec.user, "`user`", generate=True))
+    owners = {text: account(text, "`owner`", generate=False) for text in spec.owners}
     for name in spec.groups:
         group.setdefault(name, group.get(name) or db("group").get(name, "`groups` names the group"))
     members = set(passwd)
     lines = [":".join([*g[:3], ",".join(m for m in g[3].split(",") if m in members)]) for g in group.values()]
     return Accounts(passwd="".join(":".join(f) + "\n" for f in passwd.values()),
-                    group="".join(line + "\n" for line in lines), user=run_as)
+                    group="".join(line + "\n" for line in lines), user=run_as,
+                    owners={text: (int(uid), int(gid)) for text, (uid, gid) in owners.items()})
