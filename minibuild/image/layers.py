@@ -20,7 +20,7 @@ from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
 from minibuild.image.runtime.dpkg_status import Owners
 from minibuild.image.secrets import SecretWatch
-from minibuild.image.tree import ACCOUNT_FILES, GROUPS, ImageTree, build_tree
+from minibuild.image.tree import ACCOUNT_FILES, GENERATED, GROUPS, ROOT_ONLY, ImageTree, build_tree
 from minibuild.oci.layer import write_layer
 
 _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: shared libraries",
@@ -70,6 +70,7 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     # What the base image already has, byte for byte, is not written again.
     base_layers = read_json(run.input(p.base_layers))["layers"] if p.base_layers is not None else []
     below = {f["path"]: f for f in image_files({"layers": base_layers})}
+    _keep_base_accounts(tree, below)
     by_group: dict[str, list[TreeEntry]] = {g: [] for g in GROUPS}
     for path, entry in sorted(tree.entries.items()):
         if _same_as_base(entry, below.get(path)):
@@ -107,6 +108,15 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
         # The config's User as numbers, when `user` names an account (a name cannot be checked by runAsNonRoot).
         "user": closure.get("accounts", {}).get("user", ""),
     })
+
+
+def _keep_base_accounts(tree: ImageTree, below: dict[str, Any]) -> None:
+    """An image that declares no account keeps its base image's /etc/passwd and /etc/group (the base's `user`
+    and `users`), instead of covering them with files naming root alone."""
+    generated = [tree.entries.get(path) for path in ACCOUNT_FILES]
+    if all(e is not None and e.origin == GENERATED and e.data in ROOT_ONLY and e.path in below for e in generated):
+        for path in ACCOUNT_FILES:
+            del tree.entries[path]
 
 
 def _layer_file(group: str) -> str:

@@ -230,3 +230,48 @@ def test_an_unknown_owner_is_exit_2(workspace, cli):
     r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
     assert r.returncode == 2 and "`owner` names the account `postgress` is not in `/etc/passwd`" in r.stderr, \
         r.stderr
+
+
+@pytest.mark.docker
+def test_an_image_on_a_base_keeps_the_base_accounts_unless_it_declares_its_own(workspace, cli, docker_engine):
+    workspace.write("app/hello", "hello\n")
+    workspace.write("app/BUILD.toml", """
+[[image]]
+name = "base"
+binaries = ["/usr/bin/id"]
+user = "www-data"
+tag = "minibuild-test/accounts-base:latest"
+
+[[image]]
+name = "derived"
+base = ":base"
+files = [{ src = "hello", dest = "/etc/hello" }]
+tag = "minibuild-test/accounts-derived:latest"
+
+[[image]]
+name = "own"
+base = ":base"
+user = "daemon"
+tag = "minibuild-test/accounts-derived-own:latest"
+""")
+    r = cli("build", "//app:derived", "//app:own", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    out = _docker_id(docker_engine, "minibuild-test/accounts-derived:latest")
+    assert out.returncode == 0 and out.stdout == _host_id("www-data"), (out.stdout, out.stderr)
+    out = _docker_id(docker_engine, "minibuild-test/accounts-derived-own:latest")
+    assert out.returncode == 0 and out.stdout == _host_id("daemon"), (out.stdout, out.stderr)
+
+
+def test_bad_owners_and_directories_are_exit_2(workspace, cli):
+    cases = {
+        'dirs = [{ path = "/d", owner = "a b" }]': "owner `a b` must be",
+        'dirs = [{ path = "relative" }]': "directory",
+        'files = [{ src = "passwd", dest = "/etc/passwd" }]\ndirs = [{ path = "/d", owner = "www-data" }]':
+            "`owner` `www-data` cannot be looked up: the image ships its own /etc/passwd",
+        'files = [{ src = "passwd", dest = "/d" }]\ndirs = [{ path = "/d" }]': "two different contents for `/d`",
+    }
+    workspace.write("app/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+    for attrs, message in cases.items():
+        workspace.write("app/BUILD.toml", f'[[image]]\nname = "i"\nbinaries = ["/bin/dash"]\n{attrs}\n')
+        r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (attrs, r.stderr)
