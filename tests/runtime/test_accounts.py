@@ -178,6 +178,14 @@ def test_owned_directories_and_files_in_the_engine(workspace, cli, docker_engine
     script = 'echo x > /var/lib/app/f && read a < /var/lib/app/f && read b < /etc/app/hello && echo "$a $b"'
     ok = subprocess.run([*run, script], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and ok.stdout == "x hello\n", (ok.stdout, ok.stderr)
+    # A new named volume on the directory starts with its owner and mode: the account writes there too.
+    volume = f"minibuild-test-accounts-{tmp_path.name}"
+    try:
+        vol = subprocess.run([docker_engine, "run", "--rm", "--user", "www-data", "-v", f"{volume}:/var/lib/app", image,
+                              "-c", "echo y > /var/lib/app/g"], capture_output=True, text=True, timeout=120)
+        assert vol.returncode == 0, vol.stderr
+    finally:
+        subprocess.run([docker_engine, "volume", "rm", volume], capture_output=True)
     # A directory without an owner is root's: the same write is refused there.
     refused = subprocess.run([*run, "echo x > /var/lib/closed/f"], capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "Permission denied" in refused.stderr, (refused.stdout, refused.stderr)
