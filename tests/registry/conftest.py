@@ -133,8 +133,9 @@ def kind_of(method: str, path: str) -> str:
 
 # A fault decides, per request, what the proxy does: None (forward), an int (answer with that status and an
 # error JSON), "drop" (read part of the body, then close the connection without answering), "silent" (read
-# the request, never answer), "trickle" (send the answer one byte every TRICKLE seconds) or "trickle-body"
-# (send the status and headers at once, then the body one byte every TRICKLE seconds).
+# the request, never answer), "trickle" (send the answer one byte every TRICKLE seconds), "trickle-headers"
+# (the status line at once, then the rest so) or "trickle-body" (the status and headers at once, then the body
+# one byte every TRICKLE seconds).
 Fault = Callable[[Seen, int], int | str | None]
 TRICKLE = 2.0
 
@@ -217,7 +218,7 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 self._body()
                 self._error(action, "INJECTED", f"injected failure {action}")
                 return
-            if action in ("silent", "trickle", "trickle-body"):
+            if action in ("silent", "trickle", "trickle-headers", "trickle-body"):
                 self._body()
                 self._slow(action)
                 return
@@ -236,20 +237,19 @@ def _make_handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             self._forward()
 
         def _slow(self, action: str) -> None:
-            """Answer never ("silent"), or one byte every TRICKLE seconds until the client gives up."""
+            """Answer never ("silent"), or 200 OK one byte every TRICKLE seconds until the client gives up."""
             self.close_connection = True
             if action == "silent":
                 proxy.stop.wait()
                 return
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-            if action == "trickle":
-                slow = head + b"Content-Length: 0\r\n\r\n"
-            else:
-                slow = b"x" * 1000
-                self.wfile.write(head + b"Content-Length: 1000\r\n\r\n")
-            for i in range(len(slow)):
+            status = b"HTTP/1.1 200 OK\r\n"
+            body = b"x" * 1000 if action == "trickle-body" else b""
+            headers = b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % len(body)
+            answer = status + headers + body
+            at_once = {"trickle": 0, "trickle-headers": len(status), "trickle-body": len(status + headers)}[action]
+            for end in range(at_once or 1, len(answer) + 1):
                 try:
-                    self.wfile.write(slow[i:i + 1])
+                    self.wfile.write(answer[end - 1:end] if end > at_once else answer[:end])
                     self.wfile.flush()
                 except OSError:
                     return

@@ -39,9 +39,11 @@ def test_a_push_to_a_slow_registry_stops_by_its_timeout(image_ws, cli, repo, fau
     assert proxy.counts[kind] == 1  # the time ran out within the one try
 
 
-def test_a_request_gets_its_answer_limit_however_the_server_trickles(registry, repo, fault_proxy):
-    # without a deadline (the remote cache's case): the answer limit, and one more try
-    proxy = fault_proxy([fail_first("blob-head", 100, "trickle")])
+@pytest.mark.parametrize("action", ["trickle", "trickle-headers"])
+def test_a_request_gets_its_answer_limit_however_the_server_trickles(registry, repo, fault_proxy, action):
+    # without a deadline (the remote cache's case): the answer limit, and one more try. Cut mid-headers, an
+    # answer without a length would read as a whole `200 OK`: it must not count as one.
+    proxy = fault_proxy([fail_first("blob-head", 100, action)])
     client = RegistryClient(proxy.address, timeout=2 * TRICKLE, retry=RetryPolicy(base_delay=0.01))
     start = time.monotonic()
     with pytest.raises(RegistryError) as caught:

@@ -154,6 +154,8 @@ class RegistryClient(RegistryConnection):
                             raise self._expired(watch, exc, self.timeout) from None
                         reason = f"cut short ({type(exc).__name__})"
                         raise _Transient(f"the blob's bytes were {reason}", reason=reason, cut_short=True) from None
+                    if watch.expired:  # a body without a length ends where the watcher cut it
+                        raise self._expired(watch, requests.Timeout(), self.timeout)
             return True
 
         return self._retrying(f"downloading blob `{digest}`", op)

@@ -302,6 +302,9 @@ class RegistryConnection:
             finally:
                 if data is not None and hasattr(data, "close"):
                     data.close()
+            if watch.expired:  # shut down mid-answer, http.client may take what came as all of it
+                response.close()
+                raise self._expired(watch, requests.Timeout(), read_timeout)
         return response
 
     def _authorization(self, scopes: Sequence[str]) -> str | None:
