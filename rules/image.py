@@ -103,11 +103,18 @@ class TreeAttr(Attrs):
     """A directory of the sysroot, copied to the same path in the image."""
     exclude: list[str] = []
     """Names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`) left out."""
+    owner: str = ""
+    """Who owns `src` and everything copied below it: an account of the sysroot or `"UID:GID"`; unset: root."""
 
     @field_validator("src")
     @classmethod
     def _src(cls, v: str) -> str:
         return image_path(v, "tree")
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        return _check_account(v, "owner")
 
 
 class ImageAttrs(Attrs):
@@ -443,7 +450,8 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
         trees=tuple(TreeParam(t.src, tuple(t.exclude)) for t in a.trees),
     )
-    owners = sorted({f.owner for f in a.files if f.owner} | {d.owner for d in a.dirs if d.owner})
+    owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),
+                                 *(t.owner for t in a.trees)] if o})
     accounts = AccountsSpec(user=a.user, users=tuple(a.users), groups=tuple(a.groups), owners=tuple(owners),
                             ships_passwd=any(e.dest == "/etc/passwd" for e in files))
     return ClosureParams(paths=tuple(binaries), sysroot=sysroot, env=env, workdir=a.workdir or "/",
@@ -484,6 +492,7 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
             keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
             epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,
             dirs=tuple(DirParam(d.path, d.mode, d.owner, f"{ctx.label} dirs[{i}]") for i, d in enumerate(a.dirs)),
+            tree_owners=tuple((t.src, t.owner) for t in a.trees if t.owner),
         ),
         inputs=[closure_out, *([base.layers] if base else []), *sorted({e.artifact for e in files}),
                 *([package_sysroot] if a.dpkg_status and package_sysroot else [])],

@@ -109,6 +109,7 @@ class LayersParams:
     epoch: int
     dpkg_status: DpkgStatusParams | None = None
     dirs: tuple[DirParam, ...] = ()
+    tree_owners: tuple[tuple[str, str], ...] = ()  # (a `trees` src, its owner): everything at or below it
 
 
 @dataclass(frozen=True)

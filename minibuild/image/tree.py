@@ -140,7 +140,8 @@ def _cache_entries(closure: dict[str, Any], files: list[dict[str, Any]], inputs:
 
 def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dict[str, str],
                ld_so_cache: bool = False, root: str = "/", dpkg: Owners | None = None,
-               dirs: Sequence[dict[str, Any]] = ()) -> tuple[ImageTree, dict[str, str]]:
+               dirs: Sequence[dict[str, Any]] = (),
+               tree_owners: Sequence[tuple[str, str]] = ()) -> tuple[ImageTree, dict[str, str]]:
     """The whole image tree, and the layer group of each canonical path. A closure's sources inside the
     workspace are relative to its `root`. With `dpkg` (who owns the sysroot's files), the dpkg status of the
     packages the image holds files of is added (`dpkg_status`)."""
@@ -169,6 +170,11 @@ def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dic
         uid, gid = owners[f["owner"]] if f.get("owner") else (0, 0)
         tree.add(TreeEntry(f["dest"], "file", f["mode"], "file", origin=f["origin"], source=src,
                            digest=f.get("digest"), size=os.path.getsize(src), uid=uid, gid=gid))
+    for src, owner in tree_owners:  # a `trees` entry's owner: everything at or below its src
+        top = tree.canonical(src)
+        for path, e in list(tree.entries.items()):
+            if (path == top or path.startswith(top + "/")) and e.origin in ("runtime files", "ELF closure"):
+                tree.entries[path] = replace(e, uid=owners[owner][0], gid=owners[owner][1])
     for d in dirs:
         uid, gid = owners[d["owner"]] if d["owner"] else (0, 0)
         entry = TreeEntry(d["path"], "dir", d["mode"], "directory", origin=d["origin"], uid=uid, gid=gid)

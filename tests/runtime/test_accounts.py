@@ -159,6 +159,7 @@ dirs = [
     { path = "/srv/numbers", owner = "4321:8765", mode = "0700" },
 ]
 files = [{ src = "hello", dest = "/etc/app/hello", owner = "www-data:adm", mode = "0640" }]
+trees = [{ src = "/usr/share/base-passwd", owner = "daemon" }]
 tag = "minibuild-test/accounts-owned:latest"
 """
 
@@ -206,6 +207,10 @@ def test_owned_directories_and_files_in_the_engine(workspace, cli, docker_engine
         assert owner("etc/app/hello") == (int(www[2]), int(adm[2]), 0o640)
         assert owner("srv/numbers") == (4321, 8765, 0o700)
         assert owner("var/lib/closed") == (0, 0, 0o755)
+        daemon = _getent("passwd", "daemon")
+        for path in ("usr/share/base-passwd", "usr/share/base-passwd/passwd.master"):
+            assert owner(path)[:2] == (int(daemon[2]), int(daemon[3])), path
+        assert owner("usr/share")[:2] == (0, 0)
     # The named owners are accounts of the image (ls -l would show their names).
     passwd = _image_file(next(workspace.root.glob("**/app/owned/image.tar")), "/etc/passwd").decode()
     assert ":".join(www) + "\n" in passwd
