@@ -105,9 +105,10 @@ class Watch:
                     _shut_down(self._connections)
                     return
                 waiting = self._sent is not None
-            if now >= notice and self.on_wait is not None:
-                what = "no answer yet to" if waiting else "still sending"
-                self.on_wait(f"  {what} {self.label} after {now - self.started:.0f} s")
+            if now >= notice:
+                if self.on_wait is not None:
+                    what = "no answer yet to" if waiting else "still sending"
+                    self.on_wait(f"  {what} {self.label} after {now - self.started:.0f} s")
                 notice = now + NOTICE_EVERY
 
 
@@ -183,8 +184,8 @@ _POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _WatchedHTTPPool, "https"
 def watch_session(session: requests.Session) -> None:
     """Have the pools of the session's adapters (also ones mounted since the last call) make watched
     connections. Pools created before this call keep their plain connections, so it runs before each request."""
-    for adapter in session.adapters.values():
-        managers = [getattr(adapter, "poolmanager", None), *getattr(adapter, "proxy_manager", {}).values()]
+    for adapter in list(session.adapters.values()):  # list(): other threads may mount or add meanwhile
+        managers = [getattr(adapter, "poolmanager", None), *list(getattr(adapter, "proxy_manager", {}).values())]
         for manager in managers:
             if manager is not None and manager.pool_classes_by_scheme is not _POOLS:
                 manager.pool_classes_by_scheme = _POOLS
