@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from minibuild.cache_gc import parse_size
+from minibuild.sizes import parse_size
 
 
 class PlatformConfig(BaseModel):
