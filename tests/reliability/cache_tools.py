@@ -127,9 +127,31 @@ def give_to_nobody(path: Path) -> None:
         os.lchown(p, NOBODY, NOBODY)
 
 
+_OPENED: list[tuple[str, int]] = []
+
+
+def _let_nobody_through(path: str) -> None:
+    """Give `nobody` search (x, not read) permission on the folders above `path` that lack it, so it can run the
+    checkout's interpreter when the checkout lies under a private folder (`mktemp -d`, /root); restored at exit."""
+    import atexit
+    import stat
+
+    here = os.path.dirname(os.path.abspath(path))
+    while here != "/":
+        mode = os.stat(here).st_mode
+        if not mode & stat.S_IXOTH:
+            if not _OPENED:
+                atexit.register(lambda: [os.chmod(d, m) for d, m in _OPENED])
+            _OPENED.append((here, stat.S_IMODE(mode)))
+            os.chmod(here, stat.S_IMODE(mode) | stat.S_IXOTH)
+        here = os.path.dirname(here)
+
+
 def as_nobody(*args: str, cwd: Path, home: Path, env: dict[str, str] | None = None) -> CliResult:
     """`python -m minibuild ARGS` as the user nobody (uid and gid 65534, no groups, no capabilities), as a user
     without root's power over file modes runs it."""
+    for needed in (sys.executable, os.path.realpath(sys.executable), str(Path(__file__).resolve())):
+        _let_nobody_through(needed)
     proc = subprocess.run(
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
          sys.executable, "-m", "minibuild", *args],
