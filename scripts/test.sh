@@ -205,6 +205,9 @@ start_docker() {
         log "dockerd (pid $(<"$pidfile")) is running but not answering; restarting it"
         stop_pidfile "$pidfile" dockerd
     fi
+    # dockerd refuses to start while its own pid file names a live process; after a reboot that pid may
+    # belong to anything, so a file whose pid is not a dockerd goes.
+    pid_alive "$STATE_DIR/dockerd.own.pid" dockerd || rm -f "$STATE_DIR/dockerd.own.pid"
     log "starting dockerd (log: $logfile)"
     # Default socket (/var/run/docker.sock) and data root, so every client (docker CLI,
     # docker-py, skopeo's docker-daemon: transport) finds it without DOCKER_HOST.
