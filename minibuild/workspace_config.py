@@ -93,6 +93,28 @@ class SysrootConfig(BaseModel):
         return v
 
 
+ATTACHMENTS = ("signature", "provenance", "sbom")
+
+
+class SigningSection(BaseModel):
+    """`[signing]`: what `minibuild push` signs with and attaches to the images it pushes (docs/signing.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: str | None = None  # the private key (relative to the workspace root); set: every push signs
+    attach: tuple[str, ...] = ATTACHMENTS  # of "signature", "provenance" (SLSA v1), "sbom" (SPDX)
+    builder_id: str | None = None  # the SLSA builder id; None: minibuild's own
+
+    @field_validator("attach")
+    @classmethod
+    def _attach(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if name not in ATTACHMENTS:
+                raise ValueError(f"`{name}` is not one of " + ", ".join(f"`{a}`" for a in ATTACHMENTS))
+        if not v:
+            raise ValueError("name at least one of " + ", ".join(f"`{a}`" for a in ATTACHMENTS))
+        return v
+
+
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     workspace: WorkspaceSection = WorkspaceSection()
@@ -100,6 +122,7 @@ class WorkspaceConfig(BaseModel):
     rules: RulesSection = RulesSection()
     cache: CacheSection = CacheSection()
     sysroots: dict[str, SysrootConfig] = {}
+    signing: SigningSection = SigningSection()
 
     @field_validator("sysroots")
     @classmethod
