@@ -20,6 +20,7 @@ from minibuild.oci.spec import sha256_digest
 
 DEFAULT_CHUNK_SIZE = 64 << 20
 _READ_CHUNK = 1 << 20
+_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 class RegistryClient(RegistryConnection):
@@ -126,6 +127,20 @@ class RegistryClient(RegistryConnection):
             return r.content, r.headers.get("Content-Type", "").split(";", 1)[0].strip()
 
         return self._retrying(f"getting manifest `{reference}`", op)
+
+    def get_referrers(self, repository: str, digest: str) -> bytes | None:
+        """GET the OCI 1.1 referrers index of `digest`, or None when the registry has no referrers API (404, or an
+        answer that is not an image index, as registries that predate it give)."""
+        def op() -> bytes | None:
+            r = self.request("GET", f"/v2/{repository}/referrers/{digest}", scopes=[_scope(repository, "pull")],
+                             headers={"Accept": _INDEX})
+            if r.status_code in (400, 404, 405):
+                return None
+            if r.status_code != 200:
+                raise self._fail(f"the referrers of `{digest}` in `{repository}`", r)
+            return r.content if r.headers.get("Content-Type", "").split(";", 1)[0].strip() == _INDEX else None
+
+        return self._retrying(f"getting the referrers of `{digest}`", op)
 
     def download_blob(self, repository: str, digest: str, out: BinaryIO) -> bool:
         """Stream a blob into `out` (from its start, again on a retry); False when the registry has none (404).
