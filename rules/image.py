@@ -9,10 +9,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
-from typing import Literal
-
-from pydantic import field_validator
 
 from minibuild.actions import Artifact
 from minibuild.errors import InputError
@@ -37,292 +33,13 @@ from minibuild.image.runtime.accounts import AccountsSpec
 from minibuild.packages import installed, materialize
 from minibuild.packages.materialize import SysrootParams
 from minibuild.packages.spec import SysrootSpec
-from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel, RuleContext, rule
-from minibuild_rules.common import Mode, Size, check_tag, image_path
-from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo, PlatformImage
-
-_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\$?\Z")  # a name as useradd takes it
-
-
-def _check_account(v: str, what: str) -> str:
-    if v and not all(_ACCOUNT.match(part) or part.isdigit() for part in v.split(":", 1)):
-        raise ValueError(f'{what} `{v}` must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`')
-    return v
+from minibuild.rule import Dep, RuleContext, rule
+from minibuild_rules.common import check_tag
+from minibuild_rules.image_attrs import ImageAttrs
+from minibuild_rules.image_files import LABEL_BINARY_DIR, file_entries, label_outputs
+from minibuild_rules.providers import DefaultInfo, FileEntry, ImageInfo, PlatformImage
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class FileSpec(Attrs):
-    src: PathOrLabel
-    """A file of the package (a path relative to its BUILD.toml), or the label of a `files` or `genrule` target."""
-    dest: str | None = None
-    """Where it goes in the image (an absolute path; ending in `/`: a directory). A `files` target's entries carry
-    their own, so it may be left out for one."""
-    mode: Mode | None = None
-    """Permission bits, `"0644"`; unset: 0644 for a file, 0755 for a genrule's output, a `files` target's own."""
-    owner: str = ""
-    """Who owns it in the image: an account of the sysroot (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`;
-    unset: root."""
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, v: str) -> str:
-        return _check_account(v, "owner")
-
-    @field_validator("dest")
-    @classmethod
-    def _dest(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if v.endswith("/") and v != "/":
-            return image_path(v, "destination").rstrip("/") + "/"
-        return image_path(v, "destination")
-
-
-class DirAttr(Attrs):
-    path: str
-    """The directory (an absolute path; its parents are made too, owned by root)."""
-    owner: str = ""
-    """Who owns it: an account of the sysroot (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`; unset: root."""
-    mode: Mode = 0o755
-    """Permission bits, `"0750"`, `"1777"`."""
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        return image_path(v, "directory")
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, v: str) -> str:
-        return _check_account(v, "owner")
-
-
-class TreeAttr(Attrs):
-    src: str
-    """A directory of the sysroot, copied to the same path in the image."""
-    exclude: list[str] = []
-    """Names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`) left out."""
-    owner: str = ""
-    """Who owns `src` and everything copied below it: an account of the sysroot or `"UID:GID"`; unset: root."""
-
-    @field_validator("src")
-    @classmethod
-    def _src(cls, v: str) -> str:
-        return image_path(v, "tree")
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, v: str) -> str:
-        return _check_account(v, "owner")
-
-
-class ImageAttrs(Attrs):
-    sysroot: str | None = None
-    """Where binaries and libraries come from: the name of a package sysroot (`[sysroots.NAME]` in workspace.toml,
-    docs/packages.md) or an absolute host path; unset: the workspace's (and for a platform, the platform's)."""
-    base: LabelAttr | None = None
-    """An `image` target whose layers are reused as they are; the config is inherited as a Dockerfile `FROM`
-    would (env and labels merge, an entrypoint replaces)."""
-    binaries: list[PathOrLabel] = []
-    """Programs: absolute paths in the sysroot, or labels of `genrule` targets (shipped in `/usr/local/bin`);
-    each comes with its ELF closure."""
-    files: list[FileSpec] = []
-    """More files: `{ src, dest, mode }`."""
-    entrypoint: list[str] = []
-    """The image's entrypoint; empty: the only binary, if there is one."""
-    cmd: list[str] = []
-    """Default arguments (the config's `Cmd`)."""
-    env: dict[str, str] = {}
-    """Environment variables; `PATH` defaults to the usual one (unless a `base` brings its own)."""
-    workdir: str = ""
-    """The working directory of the image's processes."""
-    user: str = ""
-    """The account processes run as: a name of the sysroot's `/etc/passwd` (`"www-data"`, copied with its group),
-    `"NAME:GROUP"`, `"UID:GID"` (an entry generated), or `"nonroot"` (uid/gid 65532)."""
-    users: list[str] = []
-    """More accounts of the sysroot's `/etc/passwd` the program switches to (`["www-data"]`), with their groups."""
-    groups: list[str] = []
-    """More groups of the sysroot's `/etc/group` (`["adm"]`)."""
-    dirs: list[DirAttr] = []
-    """Directories created empty with an owner and mode: `{ path = "/var/lib/app", owner = "www-data",
-    mode = "0750" }` (a directory the image has anyway takes them too)."""
-    tag: str | None = None
-    """The tag the image is loaded as; unset: `<package>/<name>:latest`."""
-    labels: dict[str, str] = {}
-    """Labels of the image config."""
-    annotations: dict[str, str] = {}
-    """Annotations of the OCI manifest (and index)."""
-    exposed_ports: list[str] = []
-    """Ports the image exposes (`"8080/tcp"`)."""
-    stop_signal: str = ""
-    """The signal that stops the container (`"SIGTERM"`)."""
-    max_size: Size | None = None
-    """A budget for the uncompressed image (`"4MiB"`, bytes, `"3MB"`): a bigger image fails the build, naming its
-    biggest files."""
-    platforms: list[str] = []
-    """`linux/amd64`, `linux/arm64`...: one image per platform (each from its sysroot in `workspace.toml`) in an
-    OCI image index; empty: the workspace's sysroot only."""
-    layering: Literal["shared", "single"] = "shared"
-    """`shared`: the loader and libc, big libraries, other libraries, runtime files and the image's own files in
-    layers that images of the workspace share byte for byte; `single`: one layer."""
-    compression: Literal["gzip", "zstd", "none"] = "gzip"
-    """How layers are compressed."""
-    gzip_level: int = 1
-    """0 (store) to 9 (smallest)."""
-    nsswitch: bool | None = None
-    """A minimal `/etc/nsswitch.conf` (and the NSS modules it names); unset: when the closure has glibc's
-    `libc.so.6` (docs/runtime.md)."""
-    ca_certificates: bool | None = None
-    """The sysroot's CA bundle; unset: when the closure has libssl, libcrypto, libgnutls, libcurl or libnss3."""
-    tzdata: bool | list[str] | None = None
-    """Time zones: names (`Europe/Paris`); true: all of `/usr/share/zoneinfo`; unset: the zone of env `TZ`."""
-    terminfo: bool | list[str] | None = None
-    """Terminfo entries (`xterm`); true: all; unset: a small default set when the closure has libtinfo or
-    libncurses."""
-    libgcc_s: bool | None = None
-    """`libgcc_s.so.1`; unset: when the closure imports `pthread_cancel`, `pthread_exit` or `backtrace`."""
-    gconv: bool | list[str] | None = None
-    """gconv modules: charsets (`UTF-16`); true: all; unset: five common charsets when `iconv_open` is used."""
-    locales: bool | list[str] | None = None
-    """Locales (`en_US.UTF-8`); true: all; unset: those of env `LANG`/`LC_*`."""
-    python_stdlib: Literal["minimal", "full", "none"] = "minimal"
-    """The standard library of a `python3.X` binary, every extension module resolved."""
-    python_packages: list[str] = []
-    """More sysroot directories for Python (a `dist-packages` package), copied whole."""
-    trees: list[TreeAttr] = []
-    """Sysroot directories copied with the ELF closure of every ELF file in them: `{ src, exclude }`."""
-    ld_so_cache: bool = False
-    """An `/etc/ld.so.cache` listing the image's libraries, for programs that `dlopen` by bare soname."""
-    dpkg_status: bool = False
-    """`/var/lib/dpkg/status.d/<package>` (and `.md5sums`) for each Debian package whose files the image holds, as
-    distroless images have them, so image scanners see the packages (docs/packages.md)."""
-    allow_secrets: list[str] = []
-    """Files that look like private keys or credentials stop the build (docs/runtime.md): the image paths,
-    directories or globs (`/app/keys/*`) of those meant to ship."""
-    keep_setuid: bool = False
-    """Keep setuid/setgid bits (dropped by default)."""
-    probe: list[list[str]] = []
-    """Commands run in the finished image under strace (`[["python3", "-c", "import ssl"]]`); what they look for
-    and the sysroot has is added, with its closure (docs/probe.md)."""
-    probe_timeout: int = 60
-    """Seconds each probe command may run before it is stopped (its trace still counts), 1 to 3600."""
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, v: str) -> str:
-        return _check_account(v, "user")
-
-    @field_validator("users", "groups")
-    @classmethod
-    def _accounts(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not _ACCOUNT.match(name):
-                raise ValueError(f"`{name}` must be an account name of the sysroot (`www-data`), not a number or a "
-                                 "path")
-        return v
-
-    @field_validator("python_packages")
-    @classmethod
-    def _packages(cls, v: list[str]) -> list[str]:
-        return [image_path(x, "python package") for x in v]
-
-    @field_validator("tzdata", "terminfo")
-    @classmethod
-    def _names(cls, v: bool | list[str] | None) -> bool | list[str] | None:
-        for name in v if isinstance(v, list) else []:
-            if not name or name.startswith("/") or ".." in name.split("/"):
-                raise ValueError(f"`{name}` must be a name such as `Europe/Paris` or `xterm`, not a path")
-        return v
-
-    @field_validator("allow_secrets", mode="before")
-    @classmethod
-    def _allow_secrets(cls, v: object) -> object:
-        if isinstance(v, bool):
-            raise ValueError('allow_secrets names the secrets meant to ship, e.g. `allow_secrets = ["/app/deploy_key"]`'
-                             "; `true` would let any secret through, and a failed build names what to list")
-        if isinstance(v, list) and all(isinstance(x, str) for x in v):
-            return [image_path(x, "allowed secret") for x in v]
-        return v  # not a list of strings: pydantic says so
-
-    @field_validator("binaries")
-    @classmethod
-    def _binaries(cls, v: list[str]) -> list[str]:
-        return [b if isinstance(b, Dep) else image_path(b, "binary") for b in v]
-
-    @field_validator("platforms")
-    @classmethod
-    def _platforms(cls, v: list[str]) -> list[str]:
-        for p in v:
-            parts = p.split("/")
-            if len(parts) not in (2, 3) or parts[0] != "linux" or not all(parts):
-                raise ValueError(f"platform `{p}` must look like `linux/amd64` or `linux/arm64/v8`")
-        if len(set(v)) != len(v):
-            raise ValueError("a platform is listed twice")
-        return v
-
-    @field_validator("probe")
-    @classmethod
-    def _probe(cls, v: list[list[str]]) -> list[list[str]]:
-        for command in v:
-            if not command or not command[0]:
-                raise ValueError('each probe is a command with its arguments, e.g. `["python3", "-c", "import ssl"]`')
-        return v
-
-    @field_validator("probe_timeout")
-    @classmethod
-    def _probe_timeout(cls, v: int) -> int:
-        if not 1 <= v <= 3600:
-            raise ValueError("probe_timeout is 1 to 3600 seconds")
-        return v
-
-    @field_validator("gzip_level")
-    @classmethod
-    def _level(cls, v: int) -> int:
-        if not 0 <= v <= 9:
-            raise ValueError("gzip_level is 0 (store) to 9 (smallest)")
-        return v
-
-
-def _file_entries(ctx: RuleContext[ImageAttrs], index: int, spec: FileSpec) -> list[FileEntry]:
-    attr = f"files[{index}]"
-    if not isinstance(spec.src, Dep):
-        if spec.dest is None:
-            raise ctx.fail(f"`{attr}` needs a `dest`", f"{attr}.dest",
-                           hint='e.g. `{ src = "bashrc", dest = "/etc/bash.bashrc" }`')
-        mode = spec.mode if spec.mode is not None else 0o644
-        dest = spec.dest + spec.src.rsplit("/", 1)[-1] if spec.dest.endswith("/") else spec.dest
-        return [FileEntry(dest, mode, ctx.source(spec.src, f"{attr}.src"), f"{ctx.label} {attr}")]
-    for provider in ctx.dep(spec.src):
-        if isinstance(provider, FilesInfo):
-            base = "" if spec.dest is None else spec.dest.rstrip("/") if spec.dest.endswith("/") else None
-            if base is None:
-                raise ctx.fail(f"`{spec.src}` is a group of files; its destination must be a directory "
-                               "ending in `/`", f"{attr}.dest", hint=f'write `dest = "{spec.dest}/"`')
-            return [FileEntry(base + e.dest if base else e.dest, spec.mode if spec.mode is not None else e.mode,
-                              e.artifact, e.origin) for e in provider.entries]
-        if isinstance(provider, DefaultInfo):
-            outs = provider.files
-            if spec.dest is None:
-                raise ctx.fail(f"`{attr}` needs a `dest`", f"{attr}.dest")
-            if len(outs) != 1 and not spec.dest.endswith("/"):
-                raise ctx.fail(f"`{spec.src}` has {len(outs)} outputs; give a directory `dest` ending in `/`",
-                               f"{attr}.dest")
-            mode = spec.mode if spec.mode is not None else 0o755
-            return [FileEntry(spec.dest + o.name if spec.dest.endswith("/") else spec.dest, mode, o,
-                              f"{ctx.label} {attr}") for o in outs]
-    raise ctx.fail(f"`{spec.src}` provides no files", f"{attr}.src",
-                   hint="`files` takes workspace paths, `files` targets and `genrule` targets")
-
-
-LABEL_BINARY_DIR = "/usr/local/bin"
-
-
-def _label_outputs(ctx: RuleContext[ImageAttrs], label: str, attr: str) -> tuple[Artifact, ...]:
-    for provider in ctx.dep(label):
-        if isinstance(provider, DefaultInfo) and not any(isinstance(p, ImageInfo) for p in ctx.dep(label)):
-            return provider.files
-    raise ctx.fail(f"`{label}` is not a program: `binaries` takes sysroot paths and genrule targets", attr)
 
 
 def resolve_closure(run: ActionRun[ClosureParams]) -> None:
@@ -375,7 +92,7 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     a = ctx.attrs
     tag = check_tag(a.tag) if a.tag else check_tag(
         f"{ctx.label.package}/{ctx.label.name}:latest".lstrip("/").lower())
-    owned = [(e, spec.owner) for i, spec in enumerate(a.files) for e in _file_entries(ctx, i, spec)]
+    owned = [(e, spec.owner) for i, spec in enumerate(a.files) for e in file_entries(ctx, i, spec)]
     files = [e for e, _ in owned]
     file_owners = {e.dest: owner for e, owner in owned if owner}
     file_dests = {e.dest for e in files}
@@ -384,7 +101,7 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     env = {**({} if base else {"PATH": DEFAULT_PATH}), **a.env}
     # A label binary (a genrule's program) is shipped at /usr/local/bin/<name> and resolved like the rest.
     overlay = {f"{LABEL_BINARY_DIR}/{art.name}": art for i, b in enumerate(a.binaries) if isinstance(b, Dep)
-               for art in _label_outputs(ctx, b, f"binaries[{i}]")}
+               for art in label_outputs(ctx, b, f"binaries[{i}]")}
     binaries = [b for b in a.binaries if not isinstance(b, Dep)] + sorted(overlay)
     entrypoint = a.entrypoint or (binaries[:1] if len(binaries) == 1 else [])
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
