@@ -41,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
         env=parse_env(args.env), workdir=args.workdir, cpu_level=args.cpu_level, platform=args.platform,
         check_versions=not args.no_check_versions, allow_missing=args.allow_missing,
     )
-    closures = {path: elf.resolve([path], args.sysroot, options) for path in args.paths}
+    # One Session for every path: the sysroot does not change during one command, so lookups made for one
+    # program serve the next (one-shot resolve() calls would re-check each with an lstat).
+    session = elf.Session(args.sysroot)
+    closures = {path: session.resolve([path], options) for path in args.paths}
     if args.why:
         chains = {path: elf.why(c, args.why) for path, c in closures.items() if _has(c, args.why)}
         if not chains:
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
                 ui.print_tree(_chain_tree(chain))
         return 0
     if args.json:
-        json.dump(elf.closure_json(closures), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        # One write: json.dump would make one write call per token (~90,000 for a thousand programs).
+        sys.stdout.write(json.dumps(elf.closure_json(closures), indent=2) + "\n")
         return 0
     # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
