@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from minibuild.build import open_cache
@@ -15,7 +16,7 @@ from minibuild.errors import InputError, MinibuildError
 from minibuild.image.documents import image_files, read_json
 from minibuild.image.platform import host_architecture
 from minibuild.packages import sources, tree
-from minibuild.packages.installed import DpkgDatabase, PackageSysroot
+from minibuild.packages.installed import DebPackage, DpkgDatabase, PackageSysroot
 from minibuild.reports import sbom
 
 
@@ -57,6 +58,31 @@ def _installed(workspace: Any, entry: dict[str, Any]) -> tuple[DpkgDatabase | Pa
     return DpkgDatabase(sysroot), sysroot, None
 
 
+@dataclass(frozen=True)
+class Described:
+    doc: dict[str, Any]  # the SPDX or CycloneDX document
+    files: list[sbom.ImageFile]
+    packages: list[DebPackage]
+    where: str  # where packages were looked up, for messages
+
+
+def describe(workspace: Any, label: str, summary: dict[str, Any], entry: dict[str, Any],
+             doc_format: str = "spdx") -> Described:
+    """The SBOM of one platform (`entry` of the summary's platforms) of a built image; `push --sign` attaches it."""
+    layout = os.path.join(str(workspace.root), summary["oci"])
+    installed, license_root, mirror = _installed(workspace, entry)
+    reasons = {f["path"]: f.get("reason", "") for f in
+               image_files(read_json(os.path.join(str(workspace.root), entry["layers"])))}
+    files, packages = sbom.collect(layout, installed, platform=entry["platform"], reasons=reasons,
+                                   license_root=license_root)
+    where = f"package sysroot `{installed.name}`" if isinstance(installed, PackageSysroot) else \
+        f"the dpkg database of sysroot `{installed.sysroot}`"
+    multi = len(summary["platforms"]) > 1
+    subject = sbom.Subject(entry["platform"] if multi else None, entry["manifest"] if multi else None, mirror)
+    make = sbom.spdx if doc_format == "spdx" else sbom.cyclonedx
+    return Described(make(label, summary, files, packages, subject), files, packages, where)
+
+
 def run(args: argparse.Namespace) -> int:
     # lazy: rich, loaded only when something is drawn
     from minibuild.cli import render, ui
@@ -67,21 +93,13 @@ def run(args: argparse.Namespace) -> int:
                          hint="name a single image target, e.g. `//images:bash`")
     [record] = records
     summary = record.summary
-    layout = os.path.join(str(workspace.root), summary["oci"])
     entry = _platform(record.label, summary, args.platform)
-    installed, license_root, mirror = _installed(workspace, entry)
-    reasons = {f["path"]: f.get("reason", "") for f in
-               image_files(read_json(os.path.join(str(workspace.root), entry["layers"])))}
-    files, packages = sbom.collect(layout, installed, platform=entry["platform"], reasons=reasons,
-                                   license_root=license_root)
+    document = describe(workspace, record.label, summary, entry, args.format)
+    files, packages = document.files, document.packages
     if not packages:
-        where = f"package sysroot `{installed.name}`" if isinstance(installed, PackageSysroot) else \
-            f"the dpkg database of sysroot `{installed.sysroot}`"
-        ui.warn(f"no package of {where} owns a file of `{record.label}`: the SBOM lists files only")
+        ui.warn(f"no package of {document.where} owns a file of `{record.label}`: the SBOM lists files only")
     multi = len(summary["platforms"]) > 1
-    subject = sbom.Subject(entry["platform"] if multi else None, entry["manifest"] if multi else None, mirror)
-    make = sbom.spdx if args.format == "spdx" else sbom.cyclonedx
-    text = json.dumps(make(record.label, summary, files, packages, subject), indent=2) + "\n"
+    text = json.dumps(document.doc, indent=2) + "\n"
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)
