@@ -107,13 +107,14 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
-    if not binaries and not files and not base and not a.trees and not a.dirs and a.tzdata is not True:
+    if not binaries and not files and not base and not a.trees and not a.dirs and not a.volumes \
+            and a.tzdata is not True:
         raise ctx.fail("an image needs at least one of `binaries`, `files`, `trees`, `dirs` or `base`", "binaries")
 
     config_params = ConfigParams(
         entrypoint=tuple(entrypoint), cmd=tuple(a.cmd), env=tuple(f"{k}={v}" for k, v in env.items()),
         workdir=a.workdir, user="65532:65532" if a.user == "nonroot" else a.user, labels=a.labels,
-        exposed_ports=tuple(a.exposed_ports), stop_signal=a.stop_signal,
+        exposed_ports=tuple(a.exposed_ports), stop_signal=a.stop_signal, volumes=tuple(a.volumes),
     )
     platforms = a.platforms or ([] if not base or len(base.platforms) == 1 else [p.platform for p in base.platforms])
     multi = len(platforms) > 1
@@ -208,7 +209,7 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
             layering=a.layering, ld_so_cache=a.ld_so_cache, allow_secrets=names(a.allow_secrets),
             keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
             epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,
-            dirs=tuple(DirParam(d.path, d.mode, d.owner, f"{ctx.label} dirs[{i}]") for i, d in enumerate(a.dirs)),
+            dirs=_dir_params(ctx),
             tree_owners=tuple((t.src, t.owner) for t in a.trees if t.owner),
         ),
         inputs=[closure_out, *([base.layers] if base else []), *sorted({e.artifact for e in files}),
@@ -234,6 +235,15 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
     )
     return PlatformImage(platform=platform or "", closure=closure_out, layers=layers_out, config=config,
                          manifest=manifest, sysroot=sysroot, sysroot_document=package_sysroot)
+
+
+def _dir_params(ctx: RuleContext[ImageAttrs]) -> tuple[DirParam, ...]:
+    """`dirs`, then each of `volumes` no `dirs` entry declares: made root's 0755 unless the image has it anyway."""
+    a = ctx.attrs
+    declared = {d.path.rstrip("/") for d in a.dirs}
+    return (*(DirParam(d.path, d.mode, d.owner, f"{ctx.label} dirs[{i}]") for i, d in enumerate(a.dirs)),
+            *(DirParam(v, 0o755, "", f"{ctx.label} volumes[{i}]", if_absent=True)
+              for i, v in enumerate(a.volumes) if v not in declared))
 
 
 def _sysroot(ctx: RuleContext[ImageAttrs], platform: str | None) -> tuple[str, Artifact | None]:

@@ -116,6 +116,10 @@ class ImageAttrs(Attrs):
     dirs: list[DirAttr] = []
     """Directories created empty with an owner and mode: `{ path = "/var/lib/app", owner = "www-data",
     mode = "0750" }` (a directory the image has anyway takes them too)."""
+    volumes: list[str] = []
+    """Directories a container gets a volume on (the config's `Volumes`): each is in the image with the owner and
+    mode of its `dirs` entry, so a new volume starts with them; without one, as the image has it, else root's
+    0755."""
     tag: str | None = None
     """The tag the image is loaded as; unset: `<package>/<name>:latest`."""
     labels: dict[str, str] = {}
@@ -190,6 +194,17 @@ class ImageAttrs(Attrs):
                 raise ValueError(f"`{name}` must be an account name of the sysroot (`www-data`), not a number or a "
                                  "path")
         return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: list[str]) -> list[str]:
+        paths = [image_path(x, "volume").rstrip("/") or "/" for x in v]
+        if "/" in paths:
+            raise ValueError("a volume on `/` would hide the whole image; name a directory (`/var/lib/app`)")
+        twice = sorted({x for x in paths if paths.count(x) > 1})
+        if twice:
+            raise ValueError(f"volume `{twice[0]}` is listed twice")
+        return paths
 
     @field_validator("python_packages")
     @classmethod

@@ -31,6 +31,7 @@ def write_image(run: ActionRun[ImageParams]) -> None:
         entrypoint=tuple(c.entrypoint), cmd=tuple(c.cmd), env=tuple(c.env), workdir=c.workdir,
         user=info.get("user") or c.user,  # an account's numbers when `user` names one (layers.json)
         labels=tuple(sorted(c.labels.items())), exposed_ports=tuple(c.exposed_ports), stop_signal=c.stop_signal,
+        volumes=tuple(c.volumes),
     )
     architecture, variant = info["architecture"], info.get("variant")
     if p.base_config is not None:

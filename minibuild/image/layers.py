@@ -34,7 +34,8 @@ def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any],
     p = run.params
     files = [{"dest": f.dest, "mode": f.mode, "input": f.input.path, "origin": f.origin, "owner": f.owner,
               "digest": run.digest(run.input(f.input))} for f in p.files]
-    dirs = [{"path": d.path, "mode": d.mode, "owner": d.owner, "origin": d.origin} for d in p.dirs]
+    dirs = [{"path": d.path, "mode": d.mode, "owner": d.owner, "origin": d.origin,
+             "if_absent": d.if_absent} for d in p.dirs]
     tree, groups = build_tree(closure, files, run.inputs, p.ld_so_cache, root=run.root, dpkg=dpkg, dirs=dirs,
                               tree_owners=p.tree_owners)
     if not p.keep_setuid:

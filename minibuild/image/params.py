@@ -32,6 +32,7 @@ class DirParam:
     mode: int
     owner: str
     origin: str
+    if_absent: bool = False  # a `volumes` path no `dirs` entry declares: made root's 0755 only if the image lacks it
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class ConfigParams:
     labels: Mapping[str, str] = field(default_factory=dict)
     exposed_ports: tuple[str, ...] = ()
     stop_signal: str = ""
+    volumes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

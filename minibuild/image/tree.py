@@ -179,6 +179,8 @@ def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dic
         uid, gid = owners[d["owner"]] if d["owner"] else (0, 0)
         entry = TreeEntry(d["path"], "dir", d["mode"], "directory", origin=d["origin"], uid=uid, gid=gid)
         have = tree.entries.get(tree.canonical(d["path"]))
+        if have is not None and have.kind == "dir" and d.get("if_absent"):
+            continue  # a volume on a directory the image has anyway keeps its owner and mode
         if have is not None and have.kind == "dir":  # a declared directory's owner and mode win (/tmp too)
             tree.entries[have.path] = replace(entry, path=have.path)
         else:

@@ -72,6 +72,7 @@ class ImageConfig:
     labels: tuple[tuple[str, str], ...] = ()
     exposed_ports: tuple[str, ...] = ()  # "80", "80/tcp", "53/udp"; a bare port means tcp
     stop_signal: str = ""
+    volumes: tuple[str, ...] = ()  # directories a container gets a volume on (`docker run` makes one if not given)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -105,6 +106,8 @@ class ImageConfig:
             out["Labels"] = labels
         if self.stop_signal:
             out["StopSignal"] = self.stop_signal
+        if self.volumes:
+            out["Volumes"] = {v: {} for v in self.volumes}
         return out
 
     @classmethod
@@ -120,12 +123,13 @@ class ImageConfig:
             labels=tuple(sorted((obj.get("Labels") or {}).items())),
             exposed_ports=tuple(sorted(obj.get("ExposedPorts") or {})),
             stop_signal=obj.get("StopSignal") or "",
+            volumes=tuple(sorted(obj.get("Volumes") or {})),
         )
 
     def inherit(self, base: ImageConfig) -> ImageConfig:
         """This config on top of a base image's, as a Dockerfile `FROM` would have it.
 
-        Fields set here win; env and labels merge by key (ours win); exposed ports add up. Setting an
+        Fields set here win; env and labels merge by key (ours win); exposed ports and volumes add up. Setting an
         entrypoint drops the base's cmd, because a base cmd is an argument list for the base entrypoint.
         """
         env = {_env_key(e): e for e in base.env}
@@ -146,6 +150,7 @@ class ImageConfig:
             labels=tuple(labels.items()),
             exposed_ports=tuple(ports),
             stop_signal=self.stop_signal or base.stop_signal,
+            volumes=tuple(dict.fromkeys((*base.volumes, *self.volumes))),
         )
 
 
