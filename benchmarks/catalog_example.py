@@ -44,8 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.user_env import compile_minibuild, user_env  # noqa: E402 - after the path is set
+
 CATALOG = REPO / "examples" / "catalog"
-PYCACHE = os.path.join(tempfile.gettempdir(), "minibuild-catalog-example-pycache")
 MB_TAG = "catalog-bench"
 HAND_TAG = "catalog-hand"
 GOAL = 0.45
@@ -97,10 +100,8 @@ def copy_catalog(dest: Path) -> Path:
 
 # -- running --------------------------------------------------------------------------------------------------
 def child_env() -> dict[str, str]:
-    """A user's shell: bytecode caching on (its own prefix, so the repository stays untouched), even where the
-    caller's environment sets PYTHONDONTWRITEBYTECODE, which would add compiling every module to each run."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "NO_COLOR": "1", "PYTHONPATH": str(REPO), "PYTHONPYCACHEPREFIX": PYCACHE}
+    """A user's shell, with bytecode caching on (benchmarks/user_env.py)."""
+    return user_env(PYTHONPATH=str(REPO))
 
 
 PEAK_KIB: dict[str, int] = {}
@@ -300,6 +301,7 @@ def main() -> None:
     mb_tags = [i.tag(MB_TAG) for i in images]
     hand_tags = [i.tag(HAND_TAG) for i in images]
     try:
+        compile_minibuild(sys.executable)
         # Untimed warm-up: bytecode in the private prefix, the programs and libraries in the page cache.
         warm = copy_catalog(work / "warm-up")
         minibuild(warm, "warm-up", "build", "//...", "--no-load", "--quiet")

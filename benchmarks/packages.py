@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -32,15 +31,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.user_env import compile_minibuild, user_env  # noqa: E402 - after the path is set
+
 PKG_EXAMPLE = REPO / "examples" / "catalog-bookworm"
 HOST_EXAMPLE = REPO / "examples" / "catalog"
-PYCACHE = os.path.join(tempfile.gettempdir(), "minibuild-packages-bench-pycache")
 GOAL = 0.01
 
 
 def minibuild(cwd: Path, *args: str) -> tuple[float, str]:
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPYCACHEPREFIX": PYCACHE}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = user_env()
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "minibuild", *args], cwd=cwd, env=env, capture_output=True,
                           text=True)
@@ -103,6 +104,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the copies (their path is printed)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="minibuild-packages-bench-"))
+    compile_minibuild(sys.executable)
     runs = [run_once(base) for _ in range(args.runs)]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     rows = compare(base)
