@@ -25,6 +25,8 @@ from minibuild.oci.spec import (
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PAYLOAD_TYPE = "cosign container image signature"
+# The artifactType of referrers (OCI 1.1) as cosign's `--registry-referrers-mode=oci-1-1` writes them.
+SIGNATURE_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 
 def signature_tag(digest: str) -> str:
@@ -69,9 +71,16 @@ def signature_config(layers: list[Descriptor]) -> bytes:
                            "rootfs": {"type": "layers", "diff_ids": [d.digest for d in layers]}})
 
 
-def signature_manifest(config: Descriptor, layers: list[Descriptor]) -> bytes:
-    return canonical_json({"schemaVersion": 2, "mediaType": MEDIA_TYPE_MANIFEST, "config": config.to_json(),
-                           "layers": [d.to_json() for d in layers]})
+def signature_manifest(config: Descriptor, layers: list[Descriptor], *, subject: Descriptor | None = None,
+                       artifact_type: str | None = None) -> bytes:
+    """A `.sig` or `.att` manifest; with `subject` (and its `artifactType`), the same as an OCI 1.1 referrer."""
+    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": MEDIA_TYPE_MANIFEST, "config": config.to_json(),
+                           "layers": [d.to_json() for d in layers]}
+    if artifact_type:
+        doc["artifactType"] = artifact_type
+    if subject is not None:
+        doc["subject"] = Descriptor(subject.media_type, subject.digest, subject.size).to_json()
+    return canonical_json(doc)
 
 
 def signature_layers(manifest: bytes) -> list[Descriptor]:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from minibuild.errors import InputError, MinibuildError
 from minibuild.oci.cosign import (
     SIGNATURE_ANNOTATION,
+    SIGNATURE_ARTIFACT_TYPE,
     SIMPLE_SIGNING_MEDIA_TYPE,
     Payload,
     config_descriptor,
@@ -38,7 +39,7 @@ from minibuild.oci.spec import MEDIA_TYPE_MANIFEST, Descriptor, descriptor_for, 
 
 PASSWORD_VARIABLES = ("MINIBUILD_SIGNING_PASSWORD", "COSIGN_PASSWORD")
 _COSIGN_PEM_TYPES = (b"ENCRYPTED SIGSTORE PRIVATE KEY", b"ENCRYPTED COSIGN PRIVATE KEY")
-_MANIFEST_ACCEPT = [MEDIA_TYPE_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"]
+MANIFEST_ACCEPT = [MEDIA_TYPE_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json"]
 
 
 class VerificationError(MinibuildError):
@@ -128,39 +129,74 @@ def signature_holds(key: ec.EllipticCurvePublicKey, payload: bytes, signature_b6
 
 
 @dataclass(frozen=True)
-class Signed:
-    tag: str  # sha256-<hex>.sig
+class Attached:
+    """What `attach` left in the registry: the tag's manifest and, on a registry with the referrers API, the
+    referrer manifest of this signing's own layers."""
+
+    tag: str  # sha256-<hex>.sig or .att
     manifest_digest: str
-    payload_digest: str
-    signatures: int  # layers of the signature manifest, this one included
+    layers: int  # of the tag's manifest, these included
+    referrer: str | None  # the referrer manifest's digest; None: the registry has no referrers API
 
 
-def sign_image(client: RegistryClient, ref: Reference, digest: str, key: ec.EllipticCurvePrivateKey) -> Signed:
-    """Sign the manifest `digest` pushed to `ref`'s repository and store the signature under its `.sig` tag.
+@dataclass(frozen=True)
+class NewLayer:
+    descriptor: Descriptor
+    data: bytes
+
+
+def attach(client: RegistryClient, ref: Reference, subject: Descriptor, tag: str, new: list[NewLayer], *,
+           replaces: Callable[[Descriptor], bool], artifact_type: str, referrers: bool) -> Attached:
+    """Add `new` layers to the manifest under `tag` (cosign's scheme), keeping the layers there except those
+    `replaces` says these supersede; with `referrers`, also put a manifest of the new layers whose `subject` is
+    the image (OCI 1.1), by digest."""
+    repo = ref.repository
+    found = client.get_manifest(repo, tag, MANIFEST_ACCEPT)
+    kept = [] if found is None else [d for d in layers_of(found[0], ref, tag) if not replaces(d)]
+    own = [n.descriptor for n in new]
+    layers = kept + own
+    config = signature_config(layers)
+    blobs = [n.data for n in new] + [config]
+    referrer_doc = None
+    if referrers:
+        referrer_config = signature_config(own)
+        blobs.append(referrer_config)
+        referrer_doc = signature_manifest(config_descriptor(referrer_config), own, subject=subject,
+                                          artifact_type=artifact_type)
+    _upload(client, repo, blobs)
+    manifest = signature_manifest(config_descriptor(config), layers)
+    client.put_manifest(repo, tag, manifest, MEDIA_TYPE_MANIFEST)
+    referrer = None
+    if referrer_doc is not None:
+        referrer = client.put_manifest(repo, sha256_digest(referrer_doc), referrer_doc, MEDIA_TYPE_MANIFEST)
+    return Attached(tag, sha256_digest(manifest), len(layers), referrer)
+
+
+def _upload(client: RegistryClient, repo: str, blobs: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory(prefix="minibuild-sign-") as tmp:
+        for i, data in enumerate(blobs):
+            digest = sha256_digest(data)
+            if not client.blob_exists(repo, digest):
+                path = os.path.join(tmp, str(i))
+                with open(path, "wb") as f:
+                    f.write(data)
+                client.upload_blob(repo, digest, path, len(data))
+
+
+def sign_image(client: RegistryClient, ref: Reference, subject: Descriptor, key: ec.EllipticCurvePrivateKey, *,
+               referrers: bool = False) -> Attached:
+    """Sign the manifest `subject` pushed to `ref`'s repository and store the signature under its `.sig` tag.
 
     Signatures already there are kept (an image may be signed by several keys), except an earlier one by
     this key over the same payload, which this one replaces: re-signing does not grow the manifest.
     """
-    repo, tag = ref.repository, signature_tag(digest)
-    payload = simple_signing_payload(docker_reference(ref), digest)
+    payload = simple_signing_payload(docker_reference(ref), subject.digest)
     layer = descriptor_for(payload, SIMPLE_SIGNING_MEDIA_TYPE,
                            annotations={SIGNATURE_ANNOTATION: sign_payload(key, payload)})
-    found = client.get_manifest(repo, tag, _MANIFEST_ACCEPT)
-    kept = [] if found is None else [d for d in _layers_of(found[0], ref, tag)
-                                     if not _same_signer(d, layer.digest, key.public_key(), payload)]
-    layers = kept + [layer]
-    config = signature_config(layers)
-    with tempfile.TemporaryDirectory(prefix="minibuild-sign-") as tmp:
-        for name, data in (("payload", payload), ("config", config)):
-            blob = descriptor_for(data, "")
-            if not client.blob_exists(repo, blob.digest):
-                path = os.path.join(tmp, name)
-                with open(path, "wb") as f:
-                    f.write(data)
-                client.upload_blob(repo, blob.digest, path, len(data))
-    manifest = signature_manifest(config_descriptor(config), layers)
-    client.put_manifest(repo, tag, manifest, MEDIA_TYPE_MANIFEST)
-    return Signed(tag, sha256_digest(manifest), layer.digest, len(layers))
+    public = key.public_key()
+    return attach(client, ref, subject, signature_tag(subject.digest), [NewLayer(layer, payload)],
+                  replaces=lambda d: _same_signer(d, layer.digest, public, payload),
+                  artifact_type=SIGNATURE_ARTIFACT_TYPE, referrers=referrers)
 
 
 def docker_reference(ref: Reference) -> str:
@@ -168,7 +204,7 @@ def docker_reference(ref: Reference) -> str:
     return f"{'index.docker.io' if ref.registry == DOCKER_HUB else ref.registry}/{ref.repository}"
 
 
-def _layers_of(manifest: bytes, ref: Reference, tag: str) -> list[Descriptor]:
+def layers_of(manifest: bytes, ref: Reference, tag: str) -> list[Descriptor]:
     try:
         return signature_layers(manifest)
     except ValueError as exc:
@@ -195,11 +231,11 @@ def verify_image(client: RegistryClient, ref: Reference, digest: str, key: ec.El
     saying what each signature got wrong."""
     repo, tag = ref.repository, signature_tag(digest)
     where = f"{ref.registry}/{repo}:{tag}"
-    found = client.get_manifest(repo, tag, _MANIFEST_ACCEPT)
+    found = client.get_manifest(repo, tag, MANIFEST_ACCEPT)
     if found is None:
         raise VerificationError(f"no signature: `{ref.registry}/{repo}@{digest}` has no `{tag}` manifest",
                                 hint="sign it with `minibuild push LABEL --to REF --sign KEY`")
-    layers = [d for d in _layers_of(found[0], ref, tag) if d.media_type == SIMPLE_SIGNING_MEDIA_TYPE]
+    layers = [d for d in layers_of(found[0], ref, tag) if d.media_type == SIMPLE_SIGNING_MEDIA_TYPE]
     problems: list[str] = []
     valid: list[Payload] = []
     for layer in layers:

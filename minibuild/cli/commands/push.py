@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from minibuild.cli.commands import push_signing
 from minibuild.cli.commands.common import add_build_arguments, build_images
 from minibuild.errors import InputError
 from minibuild.oci.spec import Descriptor
@@ -51,9 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                    help="stop the push (exit 1) when it has not ended after this long, counted once the image is "
                         "built (default 600); each request also gets at most 60 s for its answer")
-    p.add_argument("--sign", metavar="KEY",
-                   help="sign the pushed image with this private key (`minibuild keygen`), in cosign's format, "
-                        "stored under the `sha256-<hex>.sig` tag; password from MINIBUILD_SIGNING_PASSWORD")
+    push_signing.add_arguments(p)
     add_build_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -68,12 +67,7 @@ def run(args: argparse.Namespace) -> int:
     credentials, warnings = registry.load_credentials(ref.registry)
     for w in warnings:
         ui.warn(w)
-    signing_key = None
-    if args.sign:  # a wrong key or password fails before any build
-        from minibuild.cli.commands.keygen import signing_password
-        from minibuild.oci.signing import load_private_key
-
-        signing_key = load_private_key(args.sign, lambda: signing_password(confirm=False))
+    signing = push_signing.signing_plan(args)  # a wrong key or password fails before any build
     workspace, images = build_images([args.label], args, quiet=args.json)
     if len(images) != 1:
         raise InputError(f"`{args.label}` names {len(images)} images; `push` needs exactly one",
@@ -91,20 +85,18 @@ def run(args: argparse.Namespace) -> int:
     result = registry.push_layout(os.path.join(workspace.root, image.summary["oci"]), ref, client,
                                   from_repositories=args.from_repo, record=record,
                                   chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, on_blob=on_blob)
-    signature = None
-    if signing_key is not None:
-        from minibuild.oci.signing import sign_image
-
-        signed = sign_image(client, ref, result.digest, signing_key)
-        signature = f"{ref.registry}/{ref.repository}:{signed.tag}"
-        ui.info(f"  signed: {signature} ({signed.signatures} signature{'' if signed.signatures == 1 else 's'} there)")
+    signed = None if signing is None else push_signing.sign_pushed(signing, client, ref, workspace, image)
     if client.retries:
         ui.info(f"  {client.retries} transient failures retried")
     if args.json:
         out = {"reference": result.reference, "digest": result.digest,
                "blobs": {"uploaded": result.uploaded, "skipped": result.skipped, "mounted": result.mounted}}
-        if signature is not None:
-            out["signature"] = signature
+        if signed is not None:
+            out["signing"] = signed
+            root = signed["manifests"][0]
+            for key in ("signature", "attestations"):
+                if key in root:
+                    out[key] = root[key]
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
