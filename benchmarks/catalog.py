@@ -171,7 +171,7 @@ def write_hand_folders(root: Path, binaries: list[str]) -> list[Path]:
 # -- measuring --------------------------------------------------------------------------------------------
 def child_env() -> dict[str, str]:
     """A user's shell, with bytecode caching on (benchmarks/user_env.py)."""
-    return user_env(PYTHONPATH=str(REPO))
+    return user_env()
 
 
 LAST_PEAK_KIB = [0]  # peak RSS of the last minibuild process (rusage from wait4)

@@ -101,7 +101,7 @@ def copy_catalog(dest: Path) -> Path:
 # -- running --------------------------------------------------------------------------------------------------
 def child_env() -> dict[str, str]:
     """A user's shell, with bytecode caching on (benchmarks/user_env.py)."""
-    return user_env(PYTHONPATH=str(REPO))
+    return user_env()
 
 
 PEAK_KIB: dict[str, int] = {}

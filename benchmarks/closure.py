@@ -89,7 +89,7 @@ def measure(argv: list[str]) -> tuple[float, float, int, str]:
 def _env() -> dict[str, str]:
     # Python contestants run as installed programs do, with compiled bytecode (benchmarks/user_env.py);
     # no LD_* variable of the caller's reaches ldd.
-    return {k: v for k, v in user_env(PYTHONPATH=str(REPO)).items() if not k.startswith("LD_")}
+    return {k: v for k, v in user_env().items() if not k.startswith("LD_")}
 
 
 def lddtree_command() -> list[str] | None:
