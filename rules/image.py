@@ -173,7 +173,8 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
     accounts = AccountsSpec(user=a.user, users=tuple(a.users), groups=tuple(a.groups), owners=tuple(owners),
                             ships_passwd=any(e.dest == "/etc/passwd" for e in files))
     return ClosureParams(paths=tuple(binaries), sysroot=sysroot, env=env, workdir=a.workdir or "/",
-                         platform=platform, overlay=overlay, runtime=runtime, probe=probe, accounts=accounts)
+                         platform=platform, overlay=overlay, runtime=runtime, probe=probe, accounts=accounts,
+                         loaded_before=tuple((lib, tuple(objs)) for lib, objs in sorted(a.loaded_before.items())))
 
 
 def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str | None, prefix: str,

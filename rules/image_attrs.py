@@ -201,6 +201,10 @@ class ImageAttrs(Attrs):
         paths = [image_path(x, "volume").rstrip("/") or "/" for x in v]
         if "/" in paths:
             raise ValueError("a volume on `/` would hide the whole image; name a directory (`/var/lib/app`)")
+    loaded_before: dict[str, list[str]] = {}
+    """Libraries the program dlopens after it has loaded others: `{ "/opt/app/plugin.so" = ["/opt/app/lib/libx.so.1"]
+    }` lets the plugin's DT_NEEDED `libx.so.1` be the library already loaded, as glibc matches it by soname
+    (docs/loader.md#g19); both must be in the image. A `probe` that sees the order needs no declaration."""
         twice = sorted({x for x in paths if paths.count(x) > 1})
         if twice:
             raise ValueError(f"volume `{twice[0]}` is listed twice")
@@ -266,3 +270,8 @@ class ImageAttrs(Attrs):
         if not 0 <= v <= 9:
             raise ValueError("gzip_level is 0 (store) to 9 (smallest)")
         return v
+    @field_validator("loaded_before")
+    @classmethod
+    def _loaded_before(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {image_path(lib, "library"): [image_path(o, "loaded object") for o in objs] for lib, objs in v.items()}
+

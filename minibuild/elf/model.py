@@ -11,6 +11,32 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
+class LoadOrder:
+    """G19: objects one process loaded, in that order (`paths` are in-image, symlinks allowed); `source` says
+    who saw or declared it (`probe `app``, `` `loaded_before` of //app:x ``)."""
+
+    paths: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class LoadedMatch:
+    """G19: a DT_NEEDED name of a library root satisfied by an object its process had loaded before it."""
+
+    requester: str  # the object whose DT_NEEDED (or filter) entry it is
+    name: str
+    provider: str  # path of the object already loaded
+    root: str  # the library root (what the process dlopens) the requester belongs to
+    by: str  # "soname" or "name" (a name it was requested or opened by)
+    source: str | None  # the LoadOrder's source; None: assumed (`assume_loaded`)
+
+    @property
+    def reason(self) -> str:
+        by = self.source or "assumed until the probe has run"
+        return f"matched by {self.by}: already loaded from {self.provider}, by {by}"
+
+
+@dataclass(frozen=True)
 class ResolveOptions:
     """Everything about the *image* (not the build host) that changes what the loader opens."""
 
@@ -23,12 +49,18 @@ class ResolveOptions:
     # Files in the image that are not in the sysroot: (in-image path, host path) pairs, e.g. a program
     # a genrule compiled, shipped as a binary. They are resolved like sysroot files.
     overlay: tuple[tuple[str, str], ...] = ()
+    # G19: what a process had loaded before it dlopened a library root, seen by a probe or declared.
+    load_orders: tuple[LoadOrder, ...] = ()
+    # G19 before the probe has run: any object of the image may have been loaded first (the caller resolves
+    # again with the probe's load orders; matches made this way have `LoadedMatch.source` None).
+    assume_loaded: bool = False
 
     def __post_init__(self) -> None:
         env = self.env
         pairs = tuple(sorted(env.items())) if isinstance(env, Mapping) else tuple(sorted(tuple(p) for p in env))
         object.__setattr__(self, "env", pairs)
         object.__setattr__(self, "overlay", tuple(sorted(tuple(p) for p in self.overlay)))
+        object.__setattr__(self, "load_orders", tuple(self.load_orders))
 
     @property
     def environ(self) -> dict[str, str]:
@@ -66,3 +98,4 @@ class Closure:
     interpreters: tuple[tuple[str, str | None], ...] = ()  # (root, PT_INTERP string or None)
     scripts: tuple[tuple[str, str], ...] = ()  # (script path, program it runs): `#!` and `env NAME`
     cache_only: tuple[str, ...] = field(default=())  # objects found only through ld.so.cache (G15)
+    already_loaded: tuple[LoadedMatch, ...] = ()  # G19: names satisfied by objects loaded before a library root

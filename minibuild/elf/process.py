@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from minibuild.elf import ldcache
 from minibuild.elf.linkmap import MappedObject, SearchLog
+from minibuild.elf.loaded import Miss
 from minibuild.elf.musl import MuslSearch
 from minibuild.elf.parse import ElfFormatError, ElfInfo, file_key, read_elf
 from minibuild.elf.profile import (
@@ -62,6 +63,7 @@ class Process(GlibcSearch, CpuVariants, MuslSearch):
         self._sys_path: list[str] | None = None
         self._subdir_list: list[str] | None = None
         self._cache: tuple[ldcache.LdCache | None, list[str] | None] | None = None
+        self.misses: list[Miss] = []  # G19: names a library root may get from an object loaded before it
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -127,6 +129,15 @@ class Process(GlibcSearch, CpuVariants, MuslSearch):
                 target = self.map_name(name, o, kind)
                 if kind == "needed" or target is not None:
                     o.needed.append((name, target))
+        r.linkmaps.append(self.objs)
+        if self.misses:
+            r.already.pending.append(self)  # G19: settled once every root's link map is known
+        else:
+            self.complete()
+
+    def complete(self) -> None:
+        """What needs the whole link map: the version check (G17), the secure-mode warning."""
+        r, main = self.r, self.main
         if r.options.check_versions and not self.profile.is_musl:
             check_versions(self.objs, self.by_name)
         if self.secure:
@@ -135,8 +146,6 @@ class Process(GlibcSearch, CpuVariants, MuslSearch):
             if users:
                 r.warnings.append(f"`{main.path}` runs in secure mode (setuid/setgid/capabilities) for a non-root "
                                   f"user: `$ORIGIN` is then restricted (G7/G14); used by {', '.join(users)}")
-        for o in self.objs:
-            r.note_object(o, self)
 
     def _name(self, name: str, o: MappedObject) -> None:
         self.by_name.setdefault(name, o)
@@ -242,13 +251,26 @@ class Process(GlibcSearch, CpuVariants, MuslSearch):
             if main.info.rpath and main.info.runpath is None and req.info.runpath is not None:
                 notes.append(f"RPATH of `{main.path}` not searched: `{req.path}` has DT_RUNPATH")
         causes = tuple(search.steps + search.skipped + notes)
-        msg = f"`{name}` (needed by `{req.path}`) not found in sysroot `{self.fs.root}`"
-        if self.r.options.allow_missing:
-            self.r.missing.append((req.path, name))
-            self.r.warnings.append(msg + ": " + "; ".join(causes))
+        miss = Miss(name, req, kind, f"`{name}` (needed by `{req.path}`) not found in sysroot `{self.fs.root}`",
+                    causes)
+        if self.is_library_root and not self.profile.is_musl and kind != "preload" \
+                and self.r.already.applies(self.main):
+            self.misses.append(miss)  # G19
             return None
-        raise ElfError(msg, causes=causes,
-                       hint="install the library in the sysroot, or point `LD_LIBRARY_PATH` / RUNPATH at it")
+        self.report_missing(miss)
+
+    def report_missing(self, miss: Miss, more: tuple[str, ...] = ()) -> None:
+        """A name nothing provides: an error, or with `allow_missing` an entry of `Closure.missing`."""
+        causes = miss.causes + more
+        if self.r.options.allow_missing:
+            self.r.missing.append((miss.req.path, miss.name))
+            self.r.warnings.append(miss.message + ": " + "; ".join(causes))
+            return None
+        hint = "install the library in the sysroot, or point `LD_LIBRARY_PATH` / RUNPATH at it"
+        if self.is_library_root and not self.profile.is_musl:
+            hint += ("; if the program loads a library of that soname before this one (dlopen by full path), let "
+                     "`probe` see it or declare it with `loaded_before` (docs/loader.md#g19)")
+        raise ElfError(miss.message, causes=causes, hint=hint)
 
     # -- accepting a candidate ---------------------------------------------------------------------
 

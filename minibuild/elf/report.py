@@ -41,6 +41,9 @@ def why(closure: Closure, path: str) -> list[str]:
             lines.append(f"-> directory crossed by `..` on the way to {obj.path}: {path}")
     elif obj is None and entry is not None and entry.kind == "symlink":
         lines.append(f"-> symlink: {path} -> {entry.target}")
+    if obj is not None:
+        lines += [f"-> DT_NEEDED {m.name} of {m.requester}: {m.reason}" for m in closure.already_loaded
+                  if obj.path in (m.requester, m.provider)]
     return lines
 
 

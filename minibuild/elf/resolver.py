@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from minibuild.elf.copyplan import CopyPlan
 from minibuild.elf.linkmap import MappedObject
+from minibuild.elf.loaded import AlreadyLoaded
 from minibuild.elf.model import Closure, LoadedObject, ResolveOptions
 from minibuild.elf.parse import ELF_MAGIC, ElfFormatError, ElfInfo, read_elf
 from minibuild.elf.process import Process
@@ -85,6 +86,8 @@ class Resolver(ScriptRoots, CopyPlan, SysrootCache):
         self.arch_root: str | None = None
         self.root_idents: set[tuple[int, int]] = set()
         self.script_stack: set[tuple[int, int]] = set()
+        self.linkmaps: list[list[MappedObject]] = []  # one per ELF root, in order; noted into `objects` at the end
+        self.already = AlreadyLoaded(fs, options.load_orders, options.assume_loaded)
 
     # -- roots ------------------------------------------------------------------------------------
 
@@ -152,7 +155,7 @@ class Resolver(ScriptRoots, CopyPlan, SysrootCache):
         if not needs_loader:
             # static, static-pie or the loader itself: nothing is loaded (L8)
             self.interpreters.append((path, None))
-            self.note_object(MappedObject(path, look, info, None, "root"), None)
+            self.linkmaps.append([MappedObject(path, look, info, None, "root")])
             return
         proc = Process(self, path, look, info, arch)
         proc.run()
@@ -165,7 +168,7 @@ class Resolver(ScriptRoots, CopyPlan, SysrootCache):
         except OSError as exc:
             raise ElfError(f"cannot read `{path}`: {exc.strerror}") from None
 
-    def note_object(self, o: MappedObject, proc: Process | None) -> None:
+    def note_object(self, o: MappedObject) -> None:
         if o.path in self.seen_objects:
             return
         self.seen_objects.add(o.path)
@@ -179,6 +182,10 @@ class Resolver(ScriptRoots, CopyPlan, SysrootCache):
         ))
 
     def finish(self, roots: tuple[str, ...]) -> Closure:
+        self.already.settle(self.linkmaps)
+        for objs in self.linkmaps:
+            for o in objs:
+                self.note_object(o)
         cache_only = tuple(dict.fromkeys(self.cache_only))
         if cache_only:
             self.warnings.append(
@@ -196,4 +203,5 @@ class Resolver(ScriptRoots, CopyPlan, SysrootCache):
             interpreters=tuple(self.interpreters),
             scripts=tuple(self.scripts),
             cache_only=cache_only,
+            already_loaded=tuple(self.already.matches),
         )

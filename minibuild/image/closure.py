@@ -18,7 +18,7 @@ from minibuild.elf.sysroot import Sysroot, parent_dirs
 from minibuild.entry import TreeEntry
 from minibuild.errors import ElfError, InputError
 from minibuild.executor import ActionRun
-from minibuild.image import probe, runtime
+from minibuild.image import loaded_before, probe, runtime
 from minibuild.image.documents import write_json
 from minibuild.image.params import ClosureParams, RuntimeParams
 from minibuild.image.platform import host_architecture
@@ -64,13 +64,17 @@ def resolve_closure(run: ActionRun[ClosureParams]) -> None:
     found = RuntimePlan()  # what the probe found, with its ELF roots
     reports: dict[str, Any] = {}
     for round_ in range(1, MAX_PROBE_ROUNDS + 1):
-        doc = _closure_document(run, options, runtime_options, overlay, found)
+        doc = _closure_document(run, loaded_before.with_orders(options, declared, evidence), runtime_options,
+                                overlay, found)
         if p.probe is None:
+    declared = loaded_before.declared_orders(p.loaded_before, str(run.action.owner))
+    evidence: dict[str, tuple[elf.LoadOrder, ...]] | None = None if p.probe is not None else {}
             break
         added, results = _probe_round(run, doc, found, overlay)
         if not all(r.overlay for r in results) and round_ == 1:
             run.warn("overlayfs is not available here: `probe` ran its commands in the image alone, so it finds "
                      "only what they ask for by name")
+        evidence = {**(evidence or {}), **loaded_before.probe_orders(results)}
         for r in results:
             reports[shlex.join(r.command)] = {"command": list(r.command), "exit_code": r.exit_code,
                                               "rounds": round_, "output": r.output}
@@ -81,6 +85,9 @@ def resolve_closure(run: ActionRun[ClosureParams]) -> None:
     if p.probe is not None:
         doc["probe"] = _probe_reports(run, doc, reports)
     [out] = run.outputs.values()
+    if loaded_before.assumed(doc):  # G19 matched before the probe ran: now its traces decide
+        doc = _closure_document(run, loaded_before.with_orders(options, declared, evidence), runtime_options,
+                                overlay, found)
     write_json(out, doc)
     for w in doc["warnings"]:
         run.warn(w)
@@ -160,6 +167,7 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
     roles = _roles(closure, extra)
     # An extra root may be asked for through a symlinked directory (/lib/...); the copy plan has its real path.
     extra_reason = {o.realpath: extra[o.path][0] for o in closure.objects if o.path in extra and o.loader is None}
+    loaded_before.check_declared(p.loaded_before, str(run.action.owner), closure, fs)
     entries = []
     for e in closure.entries:
         digest = run.digest(e.source) if e.kind == "file" and e.source else None
@@ -191,6 +199,7 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
         "accounts": {"passwd": accounts.passwd, "group": accounts.group, "user": accounts.user,
                      "owners": {k: list(v) for k, v in accounts.owners.items()}},
     }
+        **({"already_loaded": loaded_before.matches_document(closure)} if closure.already_loaded else {}),
 
 
 def sysroot_dir(run: ActionRun[ClosureParams]) -> str:

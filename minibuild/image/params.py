@@ -89,6 +89,8 @@ class ClosureParams:
 
 @dataclass(frozen=True)
 class DpkgStatusParams:
+    # `loaded_before`: (library, objects a process loads before it) pairs (docs/loader.md#g19)
+    loaded_before: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """`dpkg_status = true`: where the Layers action learns which package owns each file of the sysroot."""
 
     sysroot: str  # a host sysroot as the workspace names it: its dpkg database is read

@@ -17,7 +17,7 @@ import os
 import posixpath
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from minibuild import sandbox
@@ -36,6 +36,10 @@ _AT_SYSCALLS = frozenset({"openat", "openat2", "newfstatat", "fstatat64", "statx
 _LINE = re.compile(r"^(\d+)\s+(?:<\.\.\. )?([a-z_0-9]+)\((.*)$")
 _FD_ARG = re.compile(r'^(?:AT_FDCWD|-?\d+)(?:<((?:[^>\\]|\\.)*)>)?,\s*"((?:[^"\\]|\\.)*)"')
 _PATH_ARG = re.compile(r'^"((?:[^"\\]|\\.)*)"')
+_RESUMED = re.compile(r"^(\d+)\s+<\.\.\. ([a-z_0-9]+) resumed>(.*)$")
+_RESULT = re.compile(r"\)\s+=\s+(-?\d+)(?:<.*>)?(?:\s+[A-Z(].*)?$")  # a call's return value, at the end
+_OPENS = frozenset({"open", "openat", "openat2"})
+_FORKS = frozenset({"clone", "clone3", "fork", "vfork"})
 HIDDEN = ("/etc/ld.so.cache", "/etc/ld.so.preload")
 
 
@@ -46,6 +50,7 @@ class ProbeResult:
     exit_code: int | None  # None when it ran out of time and was killed
     output: str  # the tail of its stdout and stderr, for messages
     overlay: bool = True  # False: overlayfs was not available and the command saw the image alone
+    loads: tuple[tuple[str, ...], ...] = ()  # per process, what it opened in order (`load_orders`)
 
 
 def unescape(text: str) -> str:
@@ -61,12 +66,21 @@ def parse_trace(lines: Iterable[str], workdir: str = "/") -> list[str]:
     absolute through it (less the root's host path), and one relative to the cwd through the last cwd
     seen for that process (the image's workdir before any).
     """
+    seen: dict[str, None] = {}
+    for _, _, path, _ in _events(lines, workdir):
+        if path is not None:
+            seen.setdefault(path, None)
+    return list(seen)
+
+
+def _events(lines: Iterable[str], workdir: str) -> Iterator[tuple[str, str, str | None, str]]:
+    """(pid, syscall, in-image path or None, the rest of the line) of every call after the first `chroot()`;
+    a call strace split shows as its first part (with the path) and its `resumed` part (name and rest)."""
     rootfs = ""
     inside = False
     cwd: dict[str, str] = {}
-    seen: dict[str, None] = {}
     for line in lines:
-        m = _LINE.match(line)
+        m = _LINE.match(line) or _RESUMED.match(line)
         if m is None:
             continue
         pid, name, args = m.groups()
@@ -75,35 +89,76 @@ def parse_trace(lines: Iterable[str], workdir: str = "/") -> list[str]:
             a = _PATH_ARG.match(args)
             rootfs = unescape(a.group(1)).rstrip("/") if inside and a else ""
             continue
-        if name not in _LOOKUPS:
+        path = _looked_up(pid, name, args, cwd, workdir, rootfs) if m.re is _LINE and name in _LOOKUPS else None
+        yield pid, name, path, args
+
+
+def _looked_up(pid: str, name: str, args: str, cwd: dict[str, str], workdir: str, rootfs: str) -> str | None:
+    """The absolute, normalised in-image path a lookup call names (None: none, or outside the image)."""
+    base = cwd.get(pid, workdir)
+    if name in _AT_SYSCALLS:
+        a = _FD_ARG.match(args)
+        if a is None:
+            return None
+        fd_dir, path = a.group(1), unescape(a.group(2))
+        if fd_dir is not None:
+            fd_dir = _in_image(unescape(fd_dir), rootfs)
+            if fd_dir is None:
+                return None  # a directory outside the root: not the image's
+            if args.startswith("AT_FDCWD"):
+                cwd[pid] = fd_dir
+            base = fd_dir
+        elif not args.startswith("AT_FDCWD") and not path.startswith("/"):
+            return None  # relative to a directory fd strace could not name
+    else:
+        a = _PATH_ARG.match(args)
+        if a is None:
+            return None
+        path = unescape(a.group(1))
+    if not path:
+        return None  # fstatat(fd, "", AT_EMPTY_PATH): the fd itself
+    full = posixpath.normpath(posixpath.join(base, path))
+    return full[1:] if full.startswith("//") else full
+
+
+def load_orders(lines: Iterable[str], workdir: str = "/") -> list[tuple[str, ...]]:
+    """What each process opened, in order: per address space (a process from one `execve` to the next, its
+    threads sharing it; a fork starting with a copy of its parent's), the in-image paths of its successful
+    `execve` and `open` calls, each once. The loader opens every object it maps, so an object opened before a
+    library was loaded before it in that process (docs/loader.md#g19)."""
+    spaces: dict[str, list[str]] = {}
+    started: dict[str, tuple[str, str | None, str]] = {}  # pid -> the call strace split: name, path, its first part
+    for pid, name, path, rest in _events(lines, workdir):
+        if rest.rstrip().endswith("<unfinished ...>"):
+            started[pid] = (name, path, rest)
             continue
-        base = cwd.get(pid, workdir)
-        if name in _AT_SYSCALLS:
-            a = _FD_ARG.match(args)
-            if a is None:
-                continue
-            fd_dir, path = a.group(1), unescape(a.group(2))
-            if fd_dir is not None:
-                fd_dir = _in_image(unescape(fd_dir), rootfs)
-                if fd_dir is None:
-                    continue  # a directory outside the root: not the image's
-                if args.startswith("AT_FDCWD"):
-                    cwd[pid] = fd_dir
-                base = fd_dir
-            elif not args.startswith("AT_FDCWD") and not path.startswith("/"):
-                continue  # relative to a directory fd strace could not name
-        else:
-            a = _PATH_ARG.match(args)
-            if a is None:
-                continue
-            path = unescape(a.group(1))
-        if not path:
-            continue  # fstatat(fd, "", AT_EMPTY_PATH): the fd itself
-        full = posixpath.normpath(posixpath.join(base, path))
-        if full.startswith("//"):
-            full = full[1:]
-        seen.setdefault(full, None)
-    return list(seen)
+        split = started.get(pid)
+        if split is not None and split[0] == name:
+            _, path, first = started.pop(pid)
+            rest = first + rest
+        result = _RESULT.search(rest)
+        if result is None or result.group(1).startswith("-"):
+            continue
+        if name in _OPENS and path is not None:
+            spaces.setdefault(pid, []).append(path)
+        elif name in ("execve", "execveat") and path is not None:
+            spaces[pid] = [path]
+        elif name in _FORKS and int(result.group(1)) > 0:
+            _forked(spaces, pid, str(int(result.group(1))), shared="CLONE_VM" in rest)
+    unique = {id(s): s for s in spaces.values()}
+    return [order for s in unique.values() if len(order := tuple(dict.fromkeys(s))) > 1]
+
+
+def _forked(spaces: dict[str, list[str]], parent: str, child: str, shared: bool) -> None:
+    """A thread (or vfork child) shares its parent's address space; a fork gets a copy of it. The child's own
+    lines may come before the parent's result: they are kept after what it inherits."""
+    mine = spaces.setdefault(parent, [])
+    early = spaces.get(child, [])
+    if shared:
+        mine.extend(early)
+        spaces[child] = mine
+    else:
+        spaces[child] = [*mine, *early]
 
 
 def _in_image(host_path: str, rootfs: str) -> str | None:
@@ -242,4 +297,5 @@ def run_probe(command: Sequence[str], image: str, sysroot: str, *, env: dict[str
                          hint="`probe` runs as root, or needs unprivileged user namespaces "
                               "(sysctl kernel.unprivileged_userns_clone=1)")
     paths = parse_trace(lines, workdir or "/")
-    return ProbeResult(tuple(command), tuple(sorted(set(paths))), code, text, overlay)
+    loads = tuple(load_orders(lines, workdir or "/"))
+    return ProbeResult(tuple(command), tuple(sorted(set(paths))), code, text, overlay, loads)

@@ -44,6 +44,9 @@ def chain(closure: dict, layers: dict, path: str) -> list[str] | None:
                 steps.append(f"  -> DT_NEEDED `{name}` of {loader['path']} -> {o['path']}")
             o = loader
         steps.reverse()
+        # docs/loader.md#g19: a library's name another object of its process answered to
+        steps += [f"  -> DT_NEEDED `{m['name']}` of {m['requester']}: {m['reason']}"
+                  for m in closure.get("already_loaded", ()) if obj["path"] in (m["requester"], m["provider"])]
         if path not in (obj["path"], obj["realpath"]):
             entry = files.get(tree.canonical(path))
             steps.append(f"  -> {entry['kind'] if entry else 'path'} {path}"
