@@ -34,16 +34,25 @@ PN_XNUM = 0xFFFF
 # Dependency kinds, in the order they appear in PT_DYNAMIC (glibc walks l_ld in that order).
 DEP_TAGS = {DT_NEEDED: "needed", DT_AUXILIARY: "auxiliary", DT_FILTER: "filter"}
 
-_MACHINE_NAMES: dict[int, str] = {}
+# The machines the loader model knows (profile.py) are named here: pyelftools' table costs ~25 ms of imports
+# (elftools.construct) that a closure of ordinary programs never needs. Any other machine is looked up there.
+KNOWN_MACHINES: dict[int, str] = {3: "EM_386", 21: "EM_PPC64", 22: "EM_S390", 40: "EM_ARM", 62: "EM_X86_64",
+                                  183: "EM_AARCH64", 243: "EM_RISCV"}
+_MACHINE_NAMES: dict[int, str] = dict(KNOWN_MACHINES)
+_ALL_MACHINES = [False]
 
 
 def machine_name(machine: int) -> str:
-    """`EM_X86_64` etc., from pyelftools' table (imported on first use: it costs import time)."""
-    if not _MACHINE_NAMES:
+    """`EM_X86_64` etc.; pyelftools' table for a machine the loader model does not know (imported then)."""
+    name = _MACHINE_NAMES.get(machine)
+    if name is None and not _ALL_MACHINES[0]:
         from elftools.elf.enums import ENUM_E_MACHINE
 
-        _MACHINE_NAMES.update({v: k for k, v in ENUM_E_MACHINE.items() if k.startswith("EM_")})
-    return _MACHINE_NAMES.get(machine, f"EM_{machine}")
+        _MACHINE_NAMES.update({v: k for k, v in ENUM_E_MACHINE.items() if k.startswith("EM_") and v not in
+                               KNOWN_MACHINES})
+        _ALL_MACHINES[0] = True
+        name = _MACHINE_NAMES.get(machine)
+    return name or f"EM_{machine}"
 
 # Bound every loop over attacker-controlled counts; real files stay far below these.
 MAX_DYN_ENTRIES = 1 << 16
