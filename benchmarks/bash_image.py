@@ -12,8 +12,11 @@ Two rows (issue 17), each a job a user times:
 
 Cold honestly: before every timed command both images are removed from the engine (an image already loaded
 at the same digest skips the load), each minibuild command runs in a fresh copy of the workspace (an empty
-cache), and every push goes to a repository of its own, so the registry has none of its blobs in that
-repository (the hand method's layer differs each run anyway: `cp` gives the files new times). Runs are
+cache), and every push goes to a repository of its own. Layers must be new to the engine and the registry too:
+the engine applies only the layers it lacks (a load whose layers other images hold took half the time), and
+tests load the very same bash image under other tags. The hand method's layer differs each run anyway (`cp`
+gives the files new times); minibuild's runs get the same through SOURCE_DATE_EPOCH, a new one each command,
+which changes the times in every layer and nothing else. The digest printed is the one of the default epoch. Runs are
 interleaved, the order of the two methods alternating, so both see the same machine state; medians of
 `--runs` and the ratios are printed.
 
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -52,9 +56,9 @@ TAG = "minibuild-bench/bash:latest"  # a tag of its own: the run neither replace
 HAND_REPO = "minibuild-bench/hand-bash"
 
 
-def run_cmd(cmd: list[str], cwd: Path | None = None) -> tuple[float, str]:
+def run_cmd(cmd: list[str], cwd: Path | None = None, **env: str) -> tuple[float, str]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=user_env())
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=user_env(**env))
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -107,19 +111,27 @@ def workspace_copy(work: Path, name: str) -> Path:
 MB = [sys.executable, "-m", "minibuild"]
 
 
+def fresh_epoch() -> str:
+    """A SOURCE_DATE_EPOCH no build used before (one in a billion): every layer of the image is new."""
+    return str(random.randrange(10**9, 2**31))
+
+
 def minibuild_method(work: Path, registry: str, push_repos: tuple[str, ...], run: int) -> dict[str, float]:
     remove_images()
     ws = workspace_copy(work, f"mb{run}")
-    build_s, out = run_cmd([*MB, "build", "//images:bash", "--quiet"], cwd=ws)
+    epoch = fresh_epoch()
+    build_s, out = run_cmd([*MB, "build", "//images:bash", "--quiet"], cwd=ws, SOURCE_DATE_EPOCH=epoch)
     if "docker loaded" not in out:
         sys.exit(f"minibuild build did not load the image, so it was not cold:\n{out}")
     # The push step alone, of the image just built (its build is a cached no-op): what `docker push` is to hand.
-    step_s, out = run_cmd([*MB, "push", "//images:bash", "--to", f"{registry}/{push_repos[0]}:1"], cwd=ws)
+    step_s, out = run_cmd([*MB, "push", "//images:bash", "--to", f"{registry}/{push_repos[0]}:1"], cwd=ws,
+                          SOURCE_DATE_EPOCH=epoch)
     if " uploaded," not in out or "0 uploaded" in out:
         sys.exit(f"minibuild push uploaded nothing, so it was not cold:\n{out}")
     remove_images()
     fresh = workspace_copy(work, f"mbpush{run}")
-    push_s, _ = run_cmd([*MB, "push", "//images:bash", "--to", f"{registry}/{push_repos[1]}:1"], cwd=fresh)
+    push_s, _ = run_cmd([*MB, "push", "//images:bash", "--to", f"{registry}/{push_repos[1]}:1"], cwd=fresh,
+                        SOURCE_DATE_EPOCH=fresh_epoch())
     return {"build": build_s, "push_step": step_s, "build_push": push_s}
 
 
@@ -181,7 +193,8 @@ raise SystemExit(code)
 def breakdown(work: Path) -> None:
     remove_images()
     ws = workspace_copy(work, "breakdown")
-    wall, out = run_cmd([sys.executable, "-c", DRIVER, "build", "//images:bash", "--plain"], cwd=ws)
+    wall, out = run_cmd([sys.executable, "-c", DRIVER, "build", "//images:bash", "--plain"], cwd=ws,
+                        SOURCE_DATE_EPOCH=fresh_epoch())
     marks = json.loads(out.rsplit("MARKS ", 1)[1].splitlines()[0])
     whole = next(b for n, a, b in marks if n == "driver: all")
     print(f"\nwhere minibuild's cold build + load goes (one run, {wall:.3f} s wall; seconds since the driver "
@@ -197,7 +210,7 @@ def breakdown(work: Path) -> None:
 
 
 def sizes(work: Path, hand: int) -> dict[str, Any]:
-    _, out = run_cmd([*MB, "build", "//images:bash", "--json", "--no-load"], cwd=work / "mb0")
+    _, out = run_cmd([*MB, "build", "//images:bash", "--json", "--no-load"], cwd=workspace_copy(work, "sizes"))
     target = json.loads(out[: out.rindex("}") + 1])["targets"][0]
     return {"hand": hand, "minibuild": target["size"], "minibuild_compressed": target["compressed_size"],
             "digest": target["digest"]}
