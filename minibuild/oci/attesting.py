@@ -126,10 +126,10 @@ def verify_attestations(client: RegistryClient, ref: Reference, digest: str, key
         if isinstance(result, Statement):
             good.setdefault(result.predicate_type, result)
         else:
-            bad.setdefault(kind, []).append(f"{kind} {layer.digest[:19]}: {result}")
+            bad.setdefault(kind, []).append(f"`{kind}` {layer.digest[:19]}: {result}")
     failed = [k for k in bad if k not in good] + [k for k in required if k not in good and k not in bad]
     if failed:
-        causes = [c for k in failed for c in bad.get(k, [f"{k}: no such attestation in `{tag}`"])]
+        causes = [c for k in failed for c in bad.get(k, [f"`{k}`: no such attestation in `{tag}`"])]
         raise VerificationError(f"the attestations of `{where}` do not hold: " + ", ".join(f"`{k}`" for k in failed),
                                 causes=tuple(causes),
                                 hint="the image was not attested with this key, or an attestation was tampered with")

@@ -3,8 +3,10 @@ registry of scripts/test.sh, and plain-HTTP access to that registry that shares 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +112,63 @@ def keys(signing_ws) -> Keys:
     return keygen(signing_ws, "release")
 
 
-def push_signed(ws: Path, label: str, key: Path | None, *, tag: str = "1") -> Pushed:
+def push_signed(ws: Path, label: str, key: Path | None, *extra: str, tag: str = "1",
+                registry_address: str = REGISTRY) -> Pushed:
     repo = f"minibuild-test/signing-{uuid.uuid4().hex[:12]}"
-    ref = f"{REGISTRY}/{repo}:{tag}"
-    args = ["push", label, "--to", ref, "--json"] + (["--sign", str(key)] if key else [])
+    ref = f"{registry_address}/{repo}:{tag}"
+    args = ["push", label, "--to", ref, "--json", *extra] + (["--sign", str(key)] if key else [])
     r = run_cli(*args, cwd=ws, env=password_env())
     assert r.returncode == 0, r.stderr
     assert PASSWORD not in r.stdout + r.stderr
     out = r.json()
     return Pushed(ref, repo, out["digest"], out)
+
+
+# --- what is stored, read and checked without minibuild's code -------------------------------------------------
+
+DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
+SLSA = "https://slsa.dev/provenance/v1"
+SPDX = "https://spdx.dev/Document"
+
+
+def tag_of(digest: str, suffix: str) -> str:
+    return "sha256-" + digest.split(":", 1)[1] + "." + suffix
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE v1's pre-authentication encoding, written from the spec (secure-systems-lab/dsse, protocol.md)."""
+    kind = payload_type.encode()
+    return b"DSSEv1 " + str(len(kind)).encode() + b" " + kind + b" " + str(len(body)).encode() + b" " + body
+
+
+def openssl_verifies(public: Path, signature_b64: str, data: bytes, tmp: Path) -> bool:
+    (tmp / "signed").write_bytes(data)
+    (tmp / "sig.der").write_bytes(base64.b64decode(signature_b64))
+    proc = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(public), "-signature", str(tmp / "sig.der"),
+                           str(tmp / "signed")], capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.strip() == "Verified OK"
+
+
+@dataclass
+class Attestation:
+    layer: dict
+    envelope: dict
+    payload: bytes  # the statement's bytes, as signed
+    statement: dict
+
+
+def attestations(plain: Registry, repo: str, digest: str) -> list[Attestation]:
+    """The DSSE layers of `sha256-<hex>.att`, fetched over plain HTTP."""
+    manifest = plain.manifest(repo, tag_of(digest, "att"))
+    assert manifest is not None, f"no {tag_of(digest, 'att')}"
+    out = []
+    for layer in json.loads(manifest)["layers"]:
+        envelope = json.loads(plain.blob(repo, layer["digest"]))
+        payload = base64.b64decode(envelope["payload"])
+        out.append(Attestation(layer, envelope, payload, json.loads(payload)))
+    return out
+
+
+def skopeo_raw(ref: str) -> bytes:
+    return subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                          capture_output=True, check=True).stdout
