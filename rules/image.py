@@ -23,6 +23,7 @@ from minibuild.image.params import (
     ImageParams,
     IndexParams,
     LayersParams,
+    PackageParam,
     PlatformParams,
     ProbeParams,
     RuntimeParams,
@@ -50,6 +51,14 @@ def resolve_closure(run: ActionRun[ClosureParams]) -> None:
         materialize.check_binaries(run.cache, document, tree, [b for b in run.params.paths
                                                                if b not in run.params.overlay])
         run.params = dataclasses.replace(run.params, sysroot_dir=run.portable_path(tree))
+    names = [pkg.name for pkg in run.params.runtime.packages]
+    if names and run.params.package_sysroot is not None:
+        paths = installed.sysroot_package_paths(run.input(run.params.package_sysroot), names)
+        run.params = dataclasses.replace(run.params, package_paths=paths)
+    elif names:
+        paths, read = installed.dpkg_package_paths(run.host_path(run.params.sysroot), names, run.params.sysroot)
+        run.discover(*read)  # a package installed, upgraded or removed on the host builds the image anew
+        run.params = dataclasses.replace(run.params, package_paths=paths)
     closure.resolve_closure(run)
 
 
@@ -108,8 +117,9 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
     if not binaries and not files and not base and not a.trees and not a.dirs and not a.volumes \
-            and a.tzdata is not True:
-        raise ctx.fail("an image needs at least one of `binaries`, `files`, `trees`, `dirs` or `base`", "binaries")
+            and not a.packages and a.tzdata is not True:
+        raise ctx.fail("an image needs at least one of `binaries`, `files`, `packages`, `trees`, `dirs` or `base`",
+                       "binaries")
 
     config_params = ConfigParams(
         entrypoint=tuple(entrypoint), cmd=tuple(a.cmd), env=tuple(f"{k}={v}" for k, v in env.items()),
@@ -167,6 +177,7 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         tzdata=names(a.tzdata), terminfo=names(a.terminfo), libgcc_s=a.libgcc_s, python_stdlib=a.python_stdlib,
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
         trees=tuple(TreeParam(t.src, tuple(t.exclude)) for t in a.trees),
+        packages=tuple(PackageParam(p.name, p.docs) for p in a.packages),
     )
     owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),
                                  *(t.owner for t in a.trees)] if o})

@@ -86,6 +86,23 @@ class TreeAttr(Attrs):
         return check_account(v, "owner")
 
 
+PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?\Z")  # a Debian package name, an architecture maybe
+
+
+class PackageAttr(Attrs):
+    name: str
+    """The package (`postgresql-15`; `NAME:ARCH` for one architecture of a multiarch package)."""
+    docs: bool = False
+    """Keep its documentation, man and info pages and translations (`/usr/share/{doc,man,info,locale}`)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not PACKAGE.match(v):
+            raise ValueError(f"`{v}` must be a Debian package name (`nginx-common`, `libc6:amd64`)")
+        return v
+
+
 class ImageAttrs(Attrs):
     sysroot: str | None = None
     """Where binaries and libraries come from: the name of a package sysroot (`[sysroots.NAME]` in workspace.toml,
@@ -165,6 +182,10 @@ class ImageAttrs(Attrs):
     """More sysroot directories for Python (a `dist-packages` package), copied whole."""
     trees: list[TreeAttr] = []
     """Sysroot directories copied with the ELF closure of every ELF file in them: `{ src, exclude }`."""
+    packages: list[PackageAttr] = []
+    """Debian packages of the sysroot whose files the image takes, as its package database lists them (dpkg's
+    `info/*.list`, or the lock's), every ELF file with its closure, without `/usr/share/{doc,man,info,locale}`:
+    `["nginx-common"]`, or `{ name = "postgresql-15", docs = true }` to keep those."""
     ld_so_cache: bool = False
     """An `/etc/ld.so.cache` listing the image's libraries, for programs that `dlopen` by bare soname."""
     dpkg_status: bool = False
@@ -180,6 +201,10 @@ class ImageAttrs(Attrs):
     and the sysroot has is added, with its closure (docs/probe.md)."""
     probe_timeout: int = 60
     """Seconds each probe command may run before it is stopped (its trace still counts), 1 to 3600."""
+    loaded_before: dict[str, list[str]] = {}
+    """Libraries the program dlopens after it has loaded others: `{ "/opt/app/plugin.so" = ["/opt/app/lib/libx.so.1"]
+    }` lets the plugin's DT_NEEDED `libx.so.1` be the library already loaded, as glibc matches it by soname
+    (docs/loader.md#g19); both must be in the image. A `probe` that sees the order needs no declaration."""
 
     @field_validator("user")
     @classmethod
@@ -201,14 +226,25 @@ class ImageAttrs(Attrs):
         paths = [image_path(x, "volume").rstrip("/") or "/" for x in v]
         if "/" in paths:
             raise ValueError("a volume on `/` would hide the whole image; name a directory (`/var/lib/app`)")
-    loaded_before: dict[str, list[str]] = {}
-    """Libraries the program dlopens after it has loaded others: `{ "/opt/app/plugin.so" = ["/opt/app/lib/libx.so.1"]
-    }` lets the plugin's DT_NEEDED `libx.so.1` be the library already loaded, as glibc matches it by soname
-    (docs/loader.md#g19); both must be in the image. A `probe` that sees the order needs no declaration."""
         twice = sorted({x for x in paths if paths.count(x) > 1})
         if twice:
             raise ValueError(f"volume `{twice[0]}` is listed twice")
         return paths
+
+    @field_validator("packages", mode="before")
+    @classmethod
+    def _package_names(cls, v: object) -> object:
+        # A bare name is the table with its defaults: `"sed"` is `{ name = "sed" }`.
+        return [{"name": p} if isinstance(p, str) else p for p in v] if isinstance(v, list) else v
+
+    @field_validator("packages")
+    @classmethod
+    def _packages_once(cls, v: list[PackageAttr]) -> list[PackageAttr]:
+        names = [p.name for p in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"package `{twice[0]}` is listed twice")
+        return v
 
     @field_validator("python_packages")
     @classmethod
@@ -264,14 +300,14 @@ class ImageAttrs(Attrs):
             raise ValueError("probe_timeout is 1 to 3600 seconds")
         return v
 
+    @field_validator("loaded_before")
+    @classmethod
+    def _loaded_before(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {image_path(lib, "library"): [image_path(o, "loaded object") for o in objs] for lib, objs in v.items()}
+
     @field_validator("gzip_level")
     @classmethod
     def _level(cls, v: int) -> int:
         if not 0 <= v <= 9:
             raise ValueError("gzip_level is 0 (store) to 9 (smallest)")
         return v
-    @field_validator("loaded_before")
-    @classmethod
-    def _loaded_before(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        return {image_path(lib, "library"): [image_path(o, "loaded object") for o in objs] for lib, objs in v.items()}
-

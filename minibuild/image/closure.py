@@ -25,6 +25,7 @@ from minibuild.image.platform import host_architecture
 from minibuild.image.runtime.accounts import plan_accounts
 from minibuild.image.runtime.copy import copy_path
 from minibuild.image.runtime.model import RuntimePlan
+from minibuild.image.runtime.packages import PackageFiles
 from minibuild.image.tree import ImageTree, build_tree
 
 # The loader and libc sit in the lowest layer: every glibc (or musl) image of a catalog has them, so
@@ -52,6 +53,8 @@ def _runtime_options(run: ActionRun[ClosureParams], rt: RuntimeParams) -> runtim
         python_stdlib=rt.python_stdlib, python_packages=tuple(rt.python_packages),
         trees=tuple(runtime.TreeSpec(t.src, tuple(t.exclude), "tree") for t in rt.trees),
         env=tuple(sorted(run.params.env.items())),
+        packages=tuple(PackageFiles(pkg.name, (run.params.package_paths or {})[pkg.name], pkg.docs)
+                       for pkg in rt.packages),
     )
 
 
@@ -63,18 +66,18 @@ def resolve_closure(run: ActionRun[ClosureParams]) -> None:
     runtime_options = _runtime_options(run, p.runtime)
     found = RuntimePlan()  # what the probe found, with its ELF roots
     reports: dict[str, Any] = {}
+    declared = loaded_before.declared_orders(p.loaded_before, str(run.action.owner))
+    evidence: dict[str, tuple[elf.LoadOrder, ...]] | None = None if p.probe is not None else {}
     for round_ in range(1, MAX_PROBE_ROUNDS + 1):
         doc = _closure_document(run, loaded_before.with_orders(options, declared, evidence), runtime_options,
                                 overlay, found)
         if p.probe is None:
-    declared = loaded_before.declared_orders(p.loaded_before, str(run.action.owner))
-    evidence: dict[str, tuple[elf.LoadOrder, ...]] | None = None if p.probe is not None else {}
             break
         added, results = _probe_round(run, doc, found, overlay)
+        evidence = {**(evidence or {}), **loaded_before.probe_orders(results)}
         if not all(r.overlay for r in results) and round_ == 1:
             run.warn("overlayfs is not available here: `probe` ran its commands in the image alone, so it finds "
                      "only what they ask for by name")
-        evidence = {**(evidence or {}), **loaded_before.probe_orders(results)}
         for r in results:
             reports[shlex.join(r.command)] = {"command": list(r.command), "exit_code": r.exit_code,
                                               "rounds": round_, "output": r.output}
@@ -82,12 +85,12 @@ def resolve_closure(run: ActionRun[ClosureParams]) -> None:
             break
     else:
         run.warn(f"`probe` still found new files after {MAX_PROBE_ROUNDS} rounds; stopped there")
-    if p.probe is not None:
-        doc["probe"] = _probe_reports(run, doc, reports)
-    [out] = run.outputs.values()
     if loaded_before.assumed(doc):  # G19 matched before the probe ran: now its traces decide
         doc = _closure_document(run, loaded_before.with_orders(options, declared, evidence), runtime_options,
                                 overlay, found)
+    if p.probe is not None:
+        doc["probe"] = _probe_reports(run, doc, reports)
+    [out] = run.outputs.values()
     write_json(out, doc)
     for w in doc["warnings"]:
         run.warn(w)
@@ -164,10 +167,10 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
     run.discover(*(root + path for path in closure.probed if path not in overlay))
     run.discover(*(root + path for path in fs.probed if path not in overlay))
     _check_platform(p, closure)
+    loaded_before.check_declared(p.loaded_before, str(run.action.owner), closure, fs)
     roles = _roles(closure, extra)
     # An extra root may be asked for through a symlinked directory (/lib/...); the copy plan has its real path.
     extra_reason = {o.realpath: extra[o.path][0] for o in closure.objects if o.path in extra and o.loader is None}
-    loaded_before.check_declared(p.loaded_before, str(run.action.owner), closure, fs)
     entries = []
     for e in closure.entries:
         digest = run.digest(e.source) if e.kind == "file" and e.source else None
@@ -196,10 +199,10 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
         "warnings": [w.replace(f"sysroot `{sysroot}`", f"sysroot `{p.sysroot}`")
                      for w in (*closure.warnings, *plan.warnings, *found.warnings)],
         "architecture": closure.architecture, "variant": closure.variant,
+        **({"already_loaded": loaded_before.matches_document(closure)} if closure.already_loaded else {}),
         "accounts": {"passwd": accounts.passwd, "group": accounts.group, "user": accounts.user,
                      "owners": {k: list(v) for k, v in accounts.owners.items()}},
     }
-        **({"already_loaded": loaded_before.matches_document(closure)} if closure.already_loaded else {}),
 
 
 def sysroot_dir(run: ActionRun[ClosureParams]) -> str:

@@ -42,6 +42,14 @@ class TreeParam:
 
 
 @dataclass(frozen=True)
+class PackageParam:
+    """A `packages` entry: a Debian package of the sysroot whose files the image takes."""
+
+    name: str
+    docs: bool = False  # keep /usr/share/doc, man, info and locale
+
+
+@dataclass(frozen=True)
 class RuntimeParams:
     """The runtime-file attributes of an image (docs/runtime.md); None means "decide from the closure"."""
 
@@ -56,6 +64,7 @@ class RuntimeParams:
     gconv: bool | tuple[str, ...] | None = None
     locales: bool | tuple[str, ...] | None = None
     trees: tuple[TreeParam, ...] = ()
+    packages: tuple[PackageParam, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,17 +89,20 @@ class ClosureParams:
     overlay: Mapping[str, Artifact]  # in-image path -> a built program shipped there
     runtime: RuntimeParams
     probe: ProbeParams | None = None
+    # `loaded_before`: (library, objects a process loads before it) pairs (docs/loader.md#g19)
+    loaded_before: tuple[tuple[str, tuple[str, ...]], ...] = ()
     accounts: AccountsSpec = AccountsSpec()  # /etc/passwd and /etc/group (docs/runtime.md)
     # A package sysroot's sysroot.json (the Sysroot action's): `sysroot` is then its name, and `sysroot_dir`, set
     # when the action runs (never part of the key), the directory of its unpacked tree.
     package_sysroot: Artifact | None = None
     sysroot_dir: str | None = None
+    # The paths of each `packages` entry as the sysroot's package database lists them: read when the action runs
+    # (the database files are discovered inputs), never part of the key.
+    package_paths: Mapping[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
 class DpkgStatusParams:
-    # `loaded_before`: (library, objects a process loads before it) pairs (docs/loader.md#g19)
-    loaded_before: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """`dpkg_status = true`: where the Layers action learns which package owns each file of the sysroot."""
 
     sysroot: str  # a host sysroot as the workspace names it: its dpkg database is read

@@ -15,12 +15,15 @@ Merged /usr: a `.list` (or a `.deb`) names `/bin/bash` or `/lib/x86_64-linux-gnu
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from minibuild.errors import InputError
 from minibuild.packages.control import field as control_field
 from minibuild.packages.control import paragraphs
 from minibuild.packages.lockfile import LockedPackage
@@ -200,3 +203,72 @@ class PackageSysroot:
         """The package whose `.deb` put `path` into the tree (the last one unpacked there, as with dpkg)."""
         name = next((self._owners[f] for f in path_forms(path) if f in self._owners), None)
         return self.packages[name] if name else None
+
+
+def _close_names(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=4, cutoff=0.6)
+    return "close names: " + ", ".join(f"`{n}`" for n in close) + "; " if close else ""
+
+
+def dpkg_package_paths(sysroot: str, names: Sequence[str],
+                       sysroot_name: str) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """The paths each package of `names` (`NAME` or `NAME:ARCH`) installed in a host sysroot, as dpkg lists them
+    (`var/lib/dpkg/info/<name>[:arch].list`: files, links and directories), and the database files read.
+    InputError for a package the database does not have installed, naming `sysroot_name` and its database."""
+    status_path = in_sysroot(sysroot, "/var/lib/dpkg/status")
+    read = [status_path]
+    text = _read(status_path)
+    if text is None:
+        raise InputError(f"`packages`: sysroot `{sysroot_name}` has no dpkg database (`/var/lib/dpkg/status`)",
+                         hint="take the packages from a package sysroot (docs/packages.md), or copy their "
+                              "directories with `trees`")
+    installed: dict[str, list[str]] = {}  # name -> its installed architectures
+    for block in _BLANK.split(text.replace("\r\n", "\n")):
+        para = next(paragraphs(block), None)
+        if para is not None and (control_field(para, "Status") or "").endswith(" installed"):
+            installed.setdefault(control_field(para, "Package") or "", []).append(
+                control_field(para, "Architecture") or "")
+    info = in_sysroot(sysroot, "/var/lib/dpkg/info")
+    out: dict[str, tuple[str, ...]] = {}
+    for wanted in names:
+        name, _, arch = wanted.partition(":")
+        arches = installed.get(name, [])
+        if not arches or (arch and arch not in arches):
+            raise InputError(
+                f"`packages` names `{wanted}`, which is not installed in sysroot `{sysroot_name}` (its dpkg "
+                "database `/var/lib/dpkg/status`)",
+                hint=f"{_close_names(name, sorted(installed))}install it there (`apt-get install {name}`), or take "
+                     "it from a package sysroot (docs/packages.md)")
+        stems = [f"{name}:{a}" for a in ([arch] if arch else arches)] + ([] if arch else [name])
+        stem = next((s for s in stems if os.path.exists(os.path.join(info, s + ".list"))), stems[-1])
+        listing = os.path.join(info, stem + ".list")
+        read.append(listing)
+        out[wanted] = tuple(line for line in (_read(listing) or "").splitlines() if line.startswith("/")
+                            and line != "/.")
+    return out, read
+
+
+def sysroot_package_paths(document_path: str, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The paths each package of `names` unpacked into a package sysroot, as its sysroot.json records them (files
+    and links), with their parent directories. InputError for a package the lock does not hold."""
+    with open(document_path, encoding="utf-8") as f:
+        doc = json.load(f)
+    shipped = {entry["name"]: entry.get("files", []) for entry in doc["packages"]}
+    out: dict[str, tuple[str, ...]] = {}
+    for wanted in names:
+        name, _, arch = wanted.partition(":")
+        if name not in shipped or (arch and arch not in (doc["architecture"], "all")):
+            sysroot = f"{doc['name']}` ({doc['architecture']}"
+            raise InputError(
+                f"`packages` names `{wanted}`, which is not in package sysroot `{sysroot}): `minibuild.lock` has no "
+                "such package for it",
+                hint=f"{_close_names(name, sorted(shipped))}add `{name}` to `packages` of `[sysroots.{doc['name']}]` "
+                     "in workspace.toml, then run `minibuild lock`")
+        dirs = {d for path in shipped[name] for d in _parents(path)}
+        out[wanted] = tuple(sorted(dirs)) + tuple(shipped[name])
+    return out
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]

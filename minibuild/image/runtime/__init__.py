@@ -28,6 +28,7 @@ from minibuild.image.runtime.locales import TRIGGERS as LOCALE_TRIGGERS
 from minibuild.image.runtime.locales import plan_locales
 from minibuild.image.runtime.model import RuntimeOptions, RuntimePlan, TreeSpec
 from minibuild.image.runtime.nss import plan_nss
+from minibuild.image.runtime.packages import plan_packages
 from minibuild.image.runtime.python import plan_python
 from minibuild.image.runtime.symbols import imported_symbols
 from minibuild.image.runtime.terminfo import plan_terminfo
@@ -82,6 +83,7 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
     for spec in options.trees:
         if not copy_tree(fs, TreeSpec(spec.src, spec.exclude, f"tree {spec.src}"), out):
             raise InputError(f"`trees`: `{spec.src}` is not a directory in sysroot `{fs.root}`")
+    plan_packages(out, fs, options.packages)
     return out
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from minibuild.entry import TreeEntry
+
+if TYPE_CHECKING:
+    from minibuild.image.runtime.packages import PackageFiles
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class RuntimeOptions:
     python_packages: tuple[str, ...] = ()
     trees: tuple[TreeSpec, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    packages: tuple[PackageFiles, ...] = ()  # `packages`, each with the paths its database lists
 
 
 @dataclass
