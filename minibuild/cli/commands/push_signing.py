@@ -108,13 +108,14 @@ def sign_pushed(plan: SigningPlan, client: Any, ref: Any, workspace: Any, image:
     targets = _targets(os.path.join(root_dir, summary["oci"]), summary)
     referrers = client.get_referrers(ref.repository, targets[0].subject.digest) is not None
     where = f"{ref.registry}/{ref.repository}"
-    out: dict[str, Any] = {"referrers": referrers, "manifests": []}
+    out: dict[str, Any] = {"referrers_api": referrers, "manifests": []}
     for t in targets:
         done: dict[str, Any] = {"digest": t.subject.digest, **({"platform": t.platform} if t.platform else {})}
         what = f"  {t.platform or 'image'} {t.subject.digest[:19]}:"
         if "signature" in plan.attach:
             signed = sign_image(client, ref, t.subject, plan.key, referrers=referrers)
             done["signature"] = f"{where}:{signed.tag}"
+            done["referrers"] = [signed.referrer] if signed.referrer else []
             ui.info(f"{what} signed ({signed.layers} signature{'' if signed.layers == 1 else 's'} in {signed.tag})")
         predicates = []
         if "provenance" in plan.attach:
@@ -126,6 +127,7 @@ def sign_pushed(plan: SigningPlan, client: Any, ref: Any, workspace: Any, image:
         if predicates:
             attested = attest_image(client, ref, t.subject, plan.key, predicates, referrers=referrers)
             done["attestations"] = f"{where}:{attested.tag}"
+            done["referrers"] = done.get("referrers", []) + ([attested.referrer] if attested.referrer else [])
             kinds = " and ".join("provenance" if p.predicate_type == SLSA_PROVENANCE_V1 else "SBOM"
                                  for p in predicates)
             ui.info(f"{what} {kinds} attested in {attested.tag}")
