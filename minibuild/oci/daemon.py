@@ -81,10 +81,18 @@ def image_ids(client: Any) -> dict[str, str]:
         raise EngineError(f"listing the Docker engine's images failed: {_short(exc)}") from None
 
 
+# Seconds a load may wait on the engine. It reads the tarball only as fast as it unpacks the layers and answers
+# once they are registered, so the 5 s that suit a ping failed a new 98 MB image (examples/servers' postgres);
+# the docker CLI waits as long as it takes.
+LOAD_TIMEOUT = 600
+
+
 def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[str, str] | None = None) -> bool:
     """Load an image tarball unless the engine already has `tag` at this config; True if it loaded."""
     if known is not None and known.get(tag) == config_digest:
         return False
+    saved = client.api.timeout
+    client.api.timeout = max(saved or 0, LOAD_TIMEOUT)
     try:
         with open(tarball, "rb") as f:
             for chunk in client.api.load_image(f):
@@ -102,4 +110,6 @@ def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[st
         raise EngineError(f"loading `{tag}` into the Docker engine failed: {reason}",
                           hint=f"the image is intact in `{shown}`; once `docker info` answers, load it again "
                                "(`minibuild load`, or `docker load -i` that file), or build with `--no-load`") from None
+    finally:
+        client.api.timeout = saved
     return True
