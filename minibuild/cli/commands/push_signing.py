@@ -48,6 +48,7 @@ def signing_plan(args: argparse.Namespace) -> SigningPlan | None:
     the push does not sign."""
     from minibuild.workspace import Workspace
 
+    attach = _attach_list(args.attach) if args.attach else None
     if args.no_sign:
         if args.sign:
             raise InputError("`--sign` and `--no-sign` contradict each other")
@@ -63,8 +64,7 @@ def signing_plan(args: argparse.Namespace) -> SigningPlan | None:
     from minibuild.oci.signing import load_private_key
 
     key = load_private_key(key_path, lambda: signing_password(confirm=False))
-    attach = _attach_list(args.attach) if args.attach else config.attach
-    return SigningPlan(key, key_path, attach, config.builder_id, workspace.config.workspace.name)
+    return SigningPlan(key, key_path, attach or config.attach, config.builder_id, workspace.config.workspace.name)
 
 
 @dataclass(frozen=True)
