@@ -1,0 +1,88 @@
+"""The attestation formats and the checks a live registry cannot be made to fail (a blob served under another
+digest), with a fake registry client: unit tests."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from minibuild.oci import attesting
+from minibuild.oci.attestation import (
+    DSSE_MEDIA_TYPE,
+    IN_TOTO_PAYLOAD_TYPE,
+    PREDICATE_TYPE_ANNOTATION,
+    SLSA_PROVENANCE_V1,
+    envelope,
+    pae,
+    parse_envelope,
+    parse_statement,
+    statement,
+)
+from minibuild.oci.signing import sign_payload
+from minibuild.oci.spec import descriptor_for
+from minibuild.reports.provenance import _without_credentials
+
+DIGEST = "sha256:" + "ab" * 32
+OTHER = "sha256:" + "cd" * 32
+
+
+def test_pae_matches_the_dsse_spec_example():
+    # secure-systems-lab/dsse protocol.md, "Test vectors"
+    assert pae("http://example.com/HelloWorld", b"hello world") == \
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+
+
+def test_envelope_and_statement_round_trip():
+    body = statement([("reg/repo", DIGEST)], SLSA_PROVENANCE_V1, {"x": 1})
+    doc = json.loads(body)
+    assert doc["_type"] == "https://in-toto.io/Statement/v1"
+    assert doc["subject"] == [{"name": "reg/repo", "digest": {"sha256": "ab" * 32}}]
+    env = parse_envelope(envelope(body, "c2ln"))
+    assert (env.payload_type, env.payload, env.signatures) == (IN_TOTO_PAYLOAD_TYPE, body, ("c2ln",))
+    assert parse_statement(env.payload).subjects == (("reg/repo", DIGEST),)
+    with pytest.raises(ValueError, match="statement type"):
+        parse_statement(json.dumps({**doc, "_type": "https://example.invalid/Other"}).encode())
+    with pytest.raises(ValueError, match="not a DSSE envelope"):
+        parse_envelope(b'{"payload": "!!"}')
+
+
+class FakeClient:
+    def __init__(self, blobs: dict[str, bytes]) -> None:
+        self.blobs = blobs
+
+    def download_blob(self, repo: str, digest: str, out: io.BytesIO) -> bool:
+        if digest not in self.blobs:
+            return False
+        out.write(self.blobs[digest])
+        return True
+
+
+def _layer(key: ec.EllipticCurvePrivateKey, subject: str) -> tuple[object, bytes]:
+    body = statement([("reg/repo", subject)], SLSA_PROVENANCE_V1, {})
+    data = envelope(body, sign_payload(key, pae(IN_TOTO_PAYLOAD_TYPE, body)))
+    return descriptor_for(data, DSSE_MEDIA_TYPE, annotations={PREDICATE_TYPE_ANNOTATION: SLSA_PROVENANCE_V1}), data
+
+
+def test_check_refuses_a_blob_served_under_another_digest_and_a_statement_about_another_image():
+    key = ec.generate_private_key(ec.SECP256R1())
+    layer, data = _layer(key, DIGEST)
+    found = attesting._check(FakeClient({layer.digest: data}), "repo", layer, DIGEST, key.public_key())
+    assert not isinstance(found, str) and found.predicate_type == SLSA_PROVENANCE_V1
+    changed = data.replace(b'"payloadType"', b'"payloadType" ')
+    assert attesting._check(FakeClient({layer.digest: changed}), "repo", layer, DIGEST, key.public_key()) == \
+        "the envelope blob does not match its digest (changed in the registry)"
+    assert "is about another image" in attesting._check(FakeClient({layer.digest: data}), "repo", layer, OTHER,
+                                                        key.public_key())
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    assert "does not verify with the key" in attesting._check(FakeClient({layer.digest: data}), "repo", layer,
+                                                              DIGEST, stranger)
+    assert "missing" in attesting._check(FakeClient({}), "repo", layer, DIGEST, key.public_key())
+
+
+def test_remote_urls_lose_their_credentials():
+    assert _without_credentials("https://ci:tok@git.example.invalid/x.git") == "https://git.example.invalid/x.git"
+    assert _without_credentials("git@github.com:team/x.git") == "git@github.com:team/x.git"
+    assert _without_credentials("https://git.example.invalid/x.git") == "https://git.example.invalid/x.git"
