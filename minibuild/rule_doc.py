@@ -115,7 +115,8 @@ def describe_attributes(model: type[BaseModel]) -> list[dict[str, Any]]:
         required, default = _default(info)
         fmt = next((_DEFAULT_FORMATS[a] for v, a in aliases if a in _DEFAULT_FORMATS and _contains(tp, v)), None)
         shown = "required" if required else "unset" if default is None else (fmt or json.dumps)(default)
-        entry: dict[str, Any] = {"name": name, "type": type_name(tp, aliases), "required": required,
+        # An attribute whose TOML key is a Python keyword (`from`) is a field with that alias.
+        entry: dict[str, Any] = {"name": info.alias or name, "type": type_name(tp, aliases), "required": required,
                                  "default": default, "default_toml": shown, "doc": docs.get(name, "")}
         nested = _nested_model(tp)
         if nested is not None:

@@ -37,7 +37,7 @@ from minibuild.packages.spec import SysrootSpec
 from minibuild.rule import Dep, RuleContext, rule
 from minibuild_rules.common import check_tag
 from minibuild_rules.image_attrs import ImageAttrs
-from minibuild_rules.image_files import LABEL_BINARY_DIR, file_entries, label_outputs
+from minibuild_rules.image_files import LABEL_BINARY_DIR, file_entries, label_outputs, sysroot_files
 from minibuild_rules.providers import DefaultInfo, FileEntry, ImageInfo, PlatformImage
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -101,7 +101,8 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     a = ctx.attrs
     tag = check_tag(a.tag) if a.tag else check_tag(
         f"{ctx.label.package}/{ctx.label.name}:latest".lstrip("/").lower())
-    owned = [(e, spec.owner) for i, spec in enumerate(a.files) for e in file_entries(ctx, i, spec)]
+    owned = [(e, spec.owner) for i, spec in enumerate(a.files) if spec.from_ == "package"
+             for e in file_entries(ctx, i, spec)]
     files = [e for e, _ in owned]
     file_owners = {e.dest: owner for e, owner in owned if owner}
     file_dests = {e.dest for e in files}
@@ -116,7 +117,7 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
-    if not binaries and not files and not base and not a.trees and not a.dirs and not a.volumes \
+    if not binaries and not a.files and not base and not a.trees and not a.dirs and not a.volumes \
             and not a.packages and a.tzdata is not True:
         raise ctx.fail("an image needs at least one of `binaries`, `files`, `packages`, `trees`, `dirs` or `base`",
                        "binaries")
@@ -177,7 +178,7 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         tzdata=names(a.tzdata), terminfo=names(a.terminfo), libgcc_s=a.libgcc_s, python_stdlib=a.python_stdlib,
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
         trees=tuple(TreeParam(t.src, tuple(t.exclude)) for t in a.trees),
-        packages=tuple(PackageParam(p.name, p.docs) for p in a.packages),
+        packages=tuple(PackageParam(p.name, p.docs) for p in a.packages), sysroot_files=sysroot_files(ctx),
     )
     owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),
                                  *(t.owner for t in a.trees)] if o})
@@ -223,6 +224,7 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
             epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,
             dirs=_dir_params(ctx),
             tree_owners=tuple((t.src, t.owner) for t in a.trees if t.owner),
+            sysroot_files=sysroot_files(ctx),
         ),
         inputs=[closure_out, *([base.layers] if base else []), *sorted({e.artifact for e in files}),
                 *([package_sysroot] if a.dpkg_status and package_sysroot else [])],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel
 from minibuild_rules.common import Mode, Size, image_path
@@ -23,12 +23,17 @@ def check_account(v: str, what: str) -> str:
 
 class FileSpec(Attrs):
     src: PathOrLabel
-    """A file of the package (a path relative to its BUILD.toml), or the label of a `files` or `genrule` target."""
+    """A file of the package (a path relative to its BUILD.toml), or the label of a `files` or `genrule` target;
+    with `from = "sysroot"`, an absolute path of the sysroot."""
+    from_: Literal["package", "sysroot"] = Field("package", alias="from")
+    """Where `src` is: `"package"` (or a label), or `"sysroot"`: a file of the sysroot, as it is there (the
+    symlinks on its path too when `dest` is the same path; an ELF file then comes with its closure)."""
     dest: str | None = None
     """Where it goes in the image (an absolute path; ending in `/`: a directory). A `files` target's entries carry
-    their own, so it may be left out for one."""
+    their own, so it may be left out for one; a sysroot file's is its own path."""
     mode: Mode | None = None
-    """Permission bits, `"0644"`; unset: 0644 for a file, 0755 for a genrule's output, a `files` target's own."""
+    """Permission bits, `"0644"`; unset: 0644 for a file, 0755 for a genrule's output, a `files` target's own,
+    a sysroot file's own."""
     owner: str = ""
     """Who owns it in the image: an account of the sysroot (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`;
     unset: root."""
@@ -46,6 +51,15 @@ class FileSpec(Attrs):
         if v.endswith("/") and v != "/":
             return image_path(v, "destination").rstrip("/") + "/"
         return image_path(v, "destination")
+
+    @model_validator(mode="after")
+    def _sysroot_src(self) -> FileSpec:
+        if self.from_ == "sysroot" and (isinstance(self.src, Dep) or not self.src.startswith("/")):
+            raise ValueError(f'with `from = "sysroot"`, `src` is an absolute path of the sysroot, not `{self.src}` '
+                             '(e.g. `{ src = "/etc/nginx/mime.types", from = "sysroot" }`)')
+        if self.from_ == "sysroot":
+            image_path(self.src, "source")
+        return self
 
 
 class DirAttr(Attrs):
@@ -114,7 +128,7 @@ class ImageAttrs(Attrs):
     """Programs: absolute paths in the sysroot, or labels of `genrule` targets (shipped in `/usr/local/bin`);
     each comes with its ELF closure."""
     files: list[FileSpec] = []
-    """More files: `{ src, dest, mode }`."""
+    """More files: `{ src, dest, mode, owner }` from the package, or `{ src, from = "sysroot" }` from the sysroot."""
     entrypoint: list[str] = []
     """The image's entrypoint; empty: the only binary, if there is one."""
     cmd: list[str] = []

@@ -4,6 +4,7 @@ destinations in the image."""
 from __future__ import annotations
 
 from minibuild.actions import Artifact
+from minibuild.image.params import SysrootFileParam
 from minibuild.rule import Dep, RuleContext
 from minibuild_rules.image_attrs import FileSpec, ImageAttrs
 from minibuild_rules.providers import DefaultInfo, FileEntry, FilesInfo, ImageInfo
@@ -48,3 +49,15 @@ def label_outputs(ctx: RuleContext[ImageAttrs], label: str, attr: str) -> tuple[
         if isinstance(provider, DefaultInfo) and not any(isinstance(p, ImageInfo) for p in ctx.dep(label)):
             return provider.files
     raise ctx.fail(f"`{label}` is not a program: `binaries` takes sysroot paths and genrule targets", attr)
+
+
+def sysroot_files(ctx: RuleContext[ImageAttrs]) -> tuple[SysrootFileParam, ...]:
+    """The `files` entries with `from = "sysroot"`: taken by the closure action, their mode and owner applied by the
+    Layers action."""
+    out = []
+    for i, spec in enumerate(ctx.attrs.files):
+        if spec.from_ == "sysroot":
+            dest = spec.dest or spec.src
+            dest = dest + spec.src.rsplit("/", 1)[-1] if dest.endswith("/") else dest
+            out.append(SysrootFileParam(spec.src, dest, spec.mode, spec.owner, f"{ctx.label} files[{i}]"))
+    return tuple(out)

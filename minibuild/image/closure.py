@@ -55,6 +55,7 @@ def _runtime_options(run: ActionRun[ClosureParams], rt: RuntimeParams) -> runtim
         env=tuple(sorted(run.params.env.items())),
         packages=tuple(PackageFiles(pkg.name, (run.params.package_paths or {})[pkg.name], pkg.docs)
                        for pkg in rt.packages),
+        sysroot_files=tuple((f.src, f.dest, f.origin) for f in rt.sysroot_files), sysroot_name=run.params.sysroot,
     )
 
 

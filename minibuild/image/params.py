@@ -42,6 +42,17 @@ class TreeParam:
 
 
 @dataclass(frozen=True)
+class SysrootFileParam:
+    """A `files` entry with `from = "sysroot"`: a file of the sysroot at `dest` (its own path by default)."""
+
+    src: str
+    dest: str
+    mode: int | None  # None: the sysroot file's own
+    owner: str  # "NAME", "NAME:GROUP", "UID:GID"; "": root
+    origin: str
+
+
+@dataclass(frozen=True)
 class PackageParam:
     """A `packages` entry: a Debian package of the sysroot whose files the image takes."""
 
@@ -65,6 +76,7 @@ class RuntimeParams:
     locales: bool | tuple[str, ...] | None = None
     trees: tuple[TreeParam, ...] = ()
     packages: tuple[PackageParam, ...] = ()
+    sysroot_files: tuple[SysrootFileParam, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,7 @@ class LayersParams:
     dpkg_status: DpkgStatusParams | None = None
     dirs: tuple[DirParam, ...] = ()
     tree_owners: tuple[tuple[str, str], ...] = ()  # (a `trees` src, its owner): everything at or below it
+    sysroot_files: tuple[SysrootFileParam, ...] = ()  # their mode and owner, applied to what the closure added
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ def _cache_entries(closure: dict[str, Any], files: list[dict[str, Any]], inputs:
 def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dict[str, str],
                ld_so_cache: bool = False, root: str = "/", dpkg: Owners | None = None,
                dirs: Sequence[dict[str, Any]] = (),
-               tree_owners: Sequence[tuple[str, str]] = ()) -> tuple[ImageTree, dict[str, str]]:
+               tree_owners: Sequence[tuple[str, str]] = (),
+               sysroot_files: Sequence[tuple[str, int | None, str]] = ()) -> tuple[ImageTree, dict[str, str]]:
     """The whole image tree, and the layer group of each canonical path. A closure's sources inside the
     workspace are relative to its `root`. With `dpkg` (who owns the sysroot's files), the dpkg status of the
     packages the image holds files of is added (`dpkg_status`)."""
@@ -175,6 +176,12 @@ def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dic
         for path, e in list(tree.entries.items()):
             if (path == top or path.startswith(top + "/")) and e.origin in ("runtime files", "ELF closure"):
                 tree.entries[path] = replace(e, uid=owners[owner][0], gid=owners[owner][1])
+    for dest, mode, owner in sysroot_files:  # `files` from the sysroot: the entry's mode and owner
+        walk = tree.walk(dest)
+        e = tree.entries.get(walk[-1]) if walk else None
+        if e is not None and e.kind == "file":
+            uid, gid = owners[owner] if owner else (e.uid, e.gid)
+            tree.entries[e.path] = replace(e, mode=e.mode if mode is None else mode, uid=uid, gid=gid)
     for d in dirs:
         uid, gid = owners[d["owner"]] if d["owner"] else (0, 0)
         entry = TreeEntry(d["path"], "dir", d["mode"], "directory", origin=d["origin"], uid=uid, gid=gid)

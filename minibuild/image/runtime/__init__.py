@@ -31,6 +31,7 @@ from minibuild.image.runtime.nss import plan_nss
 from minibuild.image.runtime.packages import plan_packages
 from minibuild.image.runtime.python import plan_python
 from minibuild.image.runtime.symbols import imported_symbols
+from minibuild.image.runtime.sysroot_files import plan_sysroot_files
 from minibuild.image.runtime.terminfo import plan_terminfo
 from minibuild.image.runtime.zoneinfo import plan_tzdata
 
@@ -84,6 +85,7 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
         if not copy_tree(fs, TreeSpec(spec.src, spec.exclude, f"tree {spec.src}"), out):
             raise InputError(f"`trees`: `{spec.src}` is not a directory in sysroot `{fs.root}`")
     plan_packages(out, fs, options.packages)
+    plan_sysroot_files(out, fs, options.sysroot_files, options.sysroot_name or fs.root)
     return out
 
 

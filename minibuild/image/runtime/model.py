@@ -41,6 +41,8 @@ class RuntimeOptions:
     trees: tuple[TreeSpec, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     packages: tuple[PackageFiles, ...] = ()  # `packages`, each with the paths its database lists
+    sysroot_files: tuple[tuple[str, str, str], ...] = ()  # `files` from the sysroot: (src, dest, origin)
+    sysroot_name: str = ""  # the sysroot as the workspace names it, for messages
 
 
 @dataclass
