@@ -1,8 +1,9 @@
 """The closure action: every file an image's binaries need, as the loader and the programs will ask for them.
 
-closure.json = {"roots", "entries", "objects", "runtime", "warnings", "architecture", "variant", "probe"?}:
-the ELF closure of the binaries (the copy plan and the objects the loader maps, each with its layer role),
-the runtime files (docs/runtime.md), and what `probe` commands added (docs/probe.md).
+closure.json = {"roots", "entries", "objects", "runtime", "warnings", "architecture", "variant", "probe"?,
+"already_loaded"?}: the ELF closure of the binaries (the copy plan and the objects the loader maps, each with its
+layer role), the runtime files (docs/runtime.md), what `probe` commands added (docs/probe.md), and the names
+dlopened libraries got from objects loaded before them (docs/loader.md#g19).
 """
 
 from __future__ import annotations
