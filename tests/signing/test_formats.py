@@ -86,3 +86,15 @@ def test_remote_urls_lose_their_credentials():
     assert _without_credentials("https://ci:tok@git.example.invalid/x.git") == "https://git.example.invalid/x.git"
     assert _without_credentials("git@github.com:team/x.git") == "git@github.com:team/x.git"
     assert _without_credentials("https://git.example.invalid/x.git") == "https://git.example.invalid/x.git"
+
+
+def test_a_build_and_an_unsigned_push_setup_never_import_cryptography(signing_ws):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "minibuild", "build", "//img:a", "--no-load",
+                           "--plain"], cwd=signing_ws, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "minibuild.build" in imported  # the check sees the build's imports
+    assert not [m for m in imported if m.startswith("cryptography")]

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from minibuild.errors import InputError
-from minibuild.workspace_config import ATTACHMENTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "attach its SLSA provenance and SBOM (`--attach`); default: `[signing] key`; password "
                         "from MINIBUILD_SIGNING_PASSWORD")
     p.add_argument("--attach", metavar="WHAT",
-                   help="what signing attaches, comma-separated: " + ", ".join(ATTACHMENTS)
-                        + " (default: `[signing] attach`, else all three)")
+                   help="what signing attaches, comma-separated: signature, provenance, sbom (default: "
+                        "`[signing] attach`, else all three)")
     p.add_argument("--no-sign", action="store_true", help="do not sign, even when `[signing] key` is set")
 
 
@@ -35,6 +34,8 @@ class SigningPlan:
 
 
 def _attach_list(text: str) -> tuple[str, ...]:
+    from minibuild.workspace_config import ATTACHMENTS  # lazy: pydantic, which `push --help` does not need
+
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     bad = [n for n in names if n not in ATTACHMENTS]
     if bad or not names:
