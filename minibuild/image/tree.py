@@ -138,6 +138,32 @@ def _cache_entries(closure: dict[str, Any], files: list[dict[str, Any]], inputs:
     return out
 
 
+def _declared(tree: ImageTree, owners: dict[str, tuple[Any, ...]], dirs: Sequence[dict[str, Any]],
+              tree_owners: Sequence[tuple[str, str]], sysroot_files: Sequence[tuple[str, int | None, str]]) -> None:
+    """The owners and modes the image declares: of `trees`, of `files` from the sysroot, and `dirs` (with volumes)."""
+    for src, owner in tree_owners:  # a `trees` entry's owner: everything at or below its src
+        top = tree.canonical(src)
+        for path, e in list(tree.entries.items()):
+            if (path == top or path.startswith(top + "/")) and e.origin in ("runtime files", "ELF closure"):
+                tree.entries[path] = replace(e, uid=owners[owner][0], gid=owners[owner][1])
+    for dest, mode, owner in sysroot_files:  # `files` from the sysroot: the entry's mode and owner
+        walk = tree.walk(dest)
+        found = tree.entries.get(walk[-1]) if walk else None
+        if found is not None and found.kind == "file":
+            uid, gid = owners[owner] if owner else (found.uid, found.gid)
+            tree.entries[found.path] = replace(found, mode=found.mode if mode is None else mode, uid=uid, gid=gid)
+    for d in dirs:
+        uid, gid = owners[d["owner"]] if d["owner"] else (0, 0)
+        entry = TreeEntry(d["path"], "dir", d["mode"], "directory", origin=d["origin"], uid=uid, gid=gid)
+        have = tree.entries.get(tree.canonical(d["path"]))
+        if have is not None and have.kind == "dir" and d.get("if_absent"):
+            continue  # a volume on a directory the image has anyway keeps its owner and mode
+        if have is not None and have.kind == "dir":  # a declared directory's owner and mode win (/tmp too)
+            tree.entries[have.path] = replace(entry, path=have.path)
+        else:
+            tree.add(entry)
+
+
 def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dict[str, str],
                ld_so_cache: bool = False, root: str = "/", dpkg: Owners | None = None,
                dirs: Sequence[dict[str, Any]] = (),
@@ -171,27 +197,7 @@ def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dic
         uid, gid = owners[f["owner"]] if f.get("owner") else (0, 0)
         tree.add(TreeEntry(f["dest"], "file", f["mode"], "file", origin=f["origin"], source=src,
                            digest=f.get("digest"), size=os.path.getsize(src), uid=uid, gid=gid))
-    for src, owner in tree_owners:  # a `trees` entry's owner: everything at or below its src
-        top = tree.canonical(src)
-        for path, e in list(tree.entries.items()):
-            if (path == top or path.startswith(top + "/")) and e.origin in ("runtime files", "ELF closure"):
-                tree.entries[path] = replace(e, uid=owners[owner][0], gid=owners[owner][1])
-    for dest, mode, owner in sysroot_files:  # `files` from the sysroot: the entry's mode and owner
-        walk = tree.walk(dest)
-        e = tree.entries.get(walk[-1]) if walk else None
-        if e is not None and e.kind == "file":
-            uid, gid = owners[owner] if owner else (e.uid, e.gid)
-            tree.entries[e.path] = replace(e, mode=e.mode if mode is None else mode, uid=uid, gid=gid)
-    for d in dirs:
-        uid, gid = owners[d["owner"]] if d["owner"] else (0, 0)
-        entry = TreeEntry(d["path"], "dir", d["mode"], "directory", origin=d["origin"], uid=uid, gid=gid)
-        have = tree.entries.get(tree.canonical(d["path"]))
-        if have is not None and have.kind == "dir" and d.get("if_absent"):
-            continue  # a volume on a directory the image has anyway keeps its owner and mode
-        if have is not None and have.kind == "dir":  # a declared directory's owner and mode win (/tmp too)
-            tree.entries[have.path] = replace(entry, path=have.path)
-        else:
-            tree.add(entry)
+    _declared(tree, owners, dirs, tree_owners, sysroot_files)
     if ld_so_cache:
         data = write_cache(_cache_entries(closure, files, inputs, tree), closure.get("architecture"))
         tree.add(TreeEntry("/etc/ld.so.cache", "file", 0o644, "ld.so.cache of the image's libraries",
