@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,16 +42,10 @@ def predicate(root: str, label: str, summary: dict[str, Any], platforms: list[di
             "resolvedDependencies": inputs,
         },
         "runDetails": {
+            # No times: the build may have finished long before this push, and minibuild does not record when.
             "builder": {"id": builder_id or DEFAULT_BUILDER_ID, "version": {"minibuild": __version__}},
-            "metadata": {"finishedOn": _now()},
         },
     }
-
-
-def _now() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    seconds = int(epoch) if epoch and epoch.isdigit() else int(time.time())
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _git(root: str, *args: str) -> str | None:
