@@ -32,7 +32,7 @@ COMMANDS = {
     "closure": "show the ELF closure (interpreter, libraries, symlinks) of programs, without running them",
     "push": "build an image target and push it to a registry (`minibuild push //images:bash --to host:5000/bash:1`)",
     "keygen": "write an ECDSA P-256 key pair for `push --sign` (private key encrypted with MINIBUILD_SIGNING_PASSWORD)",
-    "verify": "check an image's signature in its registry with a public key (`minibuild verify REF --key KEY.pub`)",
+    "verify": "check an image's signature and attestations in its registry (`minibuild verify REF --key KEY.pub`)",
     "load": "build image targets and load them into the Docker engine",
     "run": "build an image target, load it into Docker and run it (`minibuild run //images:bash -- -c 'echo hi'`)",
     "test": "build image_test targets and their images, load them into Docker and run their checks",
