@@ -24,8 +24,8 @@ APT_PACKAGES=(
     gcc libc6-dev gcc-aarch64-linux-gnu libc6-arm64-cross libc6-dev-arm64-cross
     patchelf strace ca-certificates curl openssl xz-utils bzip2 zstd jq sqlite3 locales
     nginx-light
-    # examples/servers (tests/servers): the real clients of its servers
-    postgresql-client-15 redis-tools
+    # examples/servers (tests/servers): the real clients of its servers, and ps for `docker top`
+    postgresql-client-15 redis-tools procps
     # package sysroots (tests/packages): a signed Debian repository on loopback, apt and debootstrap to compare
     dpkg-dev apt-utils gpg gpgv debian-archive-keyring git
 )
