@@ -177,7 +177,7 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         nsswitch=a.nsswitch, nsswitch_conf=nsswitch_conf, ca_certificates=a.ca_certificates,
         tzdata=names(a.tzdata), terminfo=names(a.terminfo), libgcc_s=a.libgcc_s, python_stdlib=a.python_stdlib,
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
-        trees=tuple(TreeParam(t.src, tuple(t.exclude)) for t in a.trees),
+        trees=tuple(TreeParam(t.src, tuple(t.exclude), tuple(t.include)) for t in a.trees),
         packages=tuple(PackageParam(p.name, p.docs) for p in a.packages), sysroot_files=sysroot_files(ctx),
     )
     owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),

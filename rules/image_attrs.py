@@ -84,8 +84,12 @@ class DirAttr(Attrs):
 class TreeAttr(Attrs):
     src: str
     """A directory of the sysroot, copied to the same path in the image."""
+    include: list[str] = []
+    """Only what matches: names (`*.conf`) or paths relative to `src` (`15/timezonesets/*`), a directory with
+    everything below it; empty: everything."""
     exclude: list[str] = []
-    """Names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`) left out."""
+    """Names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`) left out (`exclude` wins
+    over `include`)."""
     owner: str = ""
     """Who owns `src` and everything copied below it: an account of the sysroot or `"UID:GID"`; unset: root."""
 
@@ -195,7 +199,7 @@ class ImageAttrs(Attrs):
     python_packages: list[str] = []
     """More sysroot directories for Python (a `dist-packages` package), copied whole."""
     trees: list[TreeAttr] = []
-    """Sysroot directories copied with the ELF closure of every ELF file in them: `{ src, exclude }`."""
+    """Sysroot directories copied with the ELF closure of every ELF file in them: `{ src, include, exclude }`."""
     packages: list[PackageAttr] = []
     """Debian packages of the sysroot whose files the image takes, as its package database lists them (dpkg's
     `info/*.list`, or the lock's), every ELF file with its closure, without `/usr/share/{doc,man,info,locale}`:

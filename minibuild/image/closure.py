@@ -52,7 +52,7 @@ def _runtime_options(run: ActionRun[ClosureParams], rt: RuntimeParams) -> runtim
         nsswitch=rt.nsswitch, nsswitch_conf=text, ca_certificates=rt.ca_certificates, tzdata=rt.tzdata,
         terminfo=rt.terminfo, libgcc_s=rt.libgcc_s, gconv=rt.gconv, locales=rt.locales,
         python_stdlib=rt.python_stdlib, python_packages=tuple(rt.python_packages),
-        trees=tuple(runtime.TreeSpec(t.src, tuple(t.exclude), "tree") for t in rt.trees),
+        trees=tuple(runtime.TreeSpec(t.src, tuple(t.exclude), "tree", tuple(t.include)) for t in rt.trees),
         env=tuple(sorted(run.params.env.items())),
         packages=tuple(PackageFiles(pkg.name, (run.params.package_paths or {})[pkg.name], pkg.docs)
                        for pkg in rt.packages),

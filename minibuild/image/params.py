@@ -39,6 +39,7 @@ class DirParam:
 class TreeParam:
     src: str
     exclude: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
     executables = [o.realpath for o in objects if o.loader is None and not o.is_interpreter and o.path in closure.roots]
     plan_python(out, fs, executables=executables, mode=options.python_stdlib, packages=options.python_packages)
     for spec in options.trees:
-        if not copy_tree(fs, TreeSpec(spec.src, spec.exclude, f"tree {spec.src}"), out):
+        if not copy_tree(fs, TreeSpec(spec.src, spec.exclude, f"tree {spec.src}", spec.include), out):
             raise InputError(f"`trees`: `{spec.src}` is not a directory in sysroot `{fs.root}`")
     plan_packages(out, fs, options.packages)
     plan_sysroot_files(out, fs, options.sysroot_files, options.sysroot_name or fs.root)

@@ -71,6 +71,18 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
     host_top = fs.host(top)
     reason = spec.reason or f"tree {spec.src}"
     plan.add(TreeEntry(top, "dir", stat.S_IMODE(look.st.st_mode), reason))
+    # With `include`: directories wait here (in-image path -> mode) until something below them is copied.
+    pending: dict[str, int] = {}
+    inside: set[str] = set()  # relative directories at or below one an `include` pattern matched
+
+    def keep(path: str, rel: str, rel_dir: str) -> bool:
+        if rel_dir in inside or excluded(rel, spec.include):
+            for d in parent_chain(path, top):
+                if d in pending:
+                    plan.add(TreeEntry(d, "dir", pending.pop(d), reason))
+            return True
+        return False
+
     for host_dir, dirs, files in os.walk(host_top):
         rel_dir = os.path.relpath(host_dir, host_top)
         rel_dir = "" if rel_dir == "." else rel_dir
@@ -84,9 +96,14 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
             path = posixpath.join(top, rel)
             fs.note_probe(path)
             if stat.S_ISLNK(st.st_mode):  # os.walk lists links to directories as directories
-                _add_link(fs, path, os.readlink(full), top, reason, plan)
+                if not spec.include or keep(path, rel, rel_dir):
+                    _add_link(fs, path, os.readlink(full), top, reason, plan, spec.include)
                 continue
-            plan.add(TreeEntry(path, "dir", stat.S_IMODE(st.st_mode), reason))
+            if not spec.include or keep(path, rel, rel_dir):
+                inside.add(rel)
+                plan.add(TreeEntry(path, "dir", stat.S_IMODE(st.st_mode), reason))
+            else:
+                pending[path] = stat.S_IMODE(st.st_mode)
             kept.append(d)
         dirs[:] = kept
         for name in sorted(files):
@@ -95,21 +112,35 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
                 continue
             full = os.path.join(host_dir, name)
             path = posixpath.join(top, rel)
+            if spec.include and not keep(path, rel, rel_dir):
+                continue
             fs.note_probe(path)
             st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):
-                _add_link(fs, path, os.readlink(full), top, reason, plan)
+                _add_link(fs, path, os.readlink(full), top, reason, plan, spec.include)
             elif stat.S_ISREG(st.st_mode):
                 _add_file(fs, path, st, reason, plan)
     return True
 
 
-def _add_link(fs: Sysroot, path: str, target: str, top: str, reason: str, plan: RuntimePlan) -> None:
+def parent_chain(path: str, top: str) -> list[str]:
+    """The directories between `top` (excluded) and `path` (excluded), outermost first."""
+    out = []
+    d = posixpath.dirname(path)
+    while d != top and d.startswith(top + "/"):
+        out.append(d)
+        d = posixpath.dirname(d)
+    return out[::-1]
+
+
+def _add_link(fs: Sysroot, path: str, target: str, top: str, reason: str, plan: RuntimePlan,
+              include: tuple[str, ...] = ()) -> None:
     plan.add(TreeEntry(path, "symlink", 0o777, reason, target=target))
     look = fs.lookup(path)
     real = look.realpath
     if real is None:
         plan.warnings.append(f"`{path}` (in {reason}) is a broken symlink in the sysroot; copied as it is")
-    elif not (real == top or real.startswith(top + "/")):
-        # The link leads out of the tree (Debian: python3.11/sitecustomize.py -> /etc/python3.11/...).
+    elif include or not (real == top or real.startswith(top + "/")):
+        # The link leads out of the tree (Debian: python3.11/sitecustomize.py -> /etc/python3.11/...), or to a part
+        # of it `include` leaves out.
         copy_path(fs, path, f"target of {path}", plan)

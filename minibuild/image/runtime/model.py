@@ -16,12 +16,15 @@ class TreeSpec:
     """A directory of the sysroot copied whole (symlinks verbatim), minus `exclude` patterns.
 
     A pattern without `/` matches the name of any file or directory in the tree (a matching directory
-    is skipped with everything below it); a pattern with `/` matches the path relative to `src`.
+    is skipped with everything below it); a pattern with `/` matches the path relative to `src`. `include`
+    patterns match the same way: with any, a file is copied when it or a directory above it matches, and a
+    directory only on the way to what is copied (or when it matches); `exclude` wins.
     """
 
     src: str
     exclude: tuple[str, ...] = ()
     reason: str = ""
+    include: tuple[str, ...] = ()  # when given, only what matches (or lies below a directory that matches)
 
 
 @dataclass(frozen=True)
