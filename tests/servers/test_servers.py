@@ -9,6 +9,7 @@ where it cannot be reached, this fails (it does not skip)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -115,6 +116,12 @@ def _until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.3)
 
 
+def _volumes(docker: str, image: str) -> dict[str, object]:
+    out = subprocess.run([docker, "image", "inspect", "-f", "{{json .Config.Volumes}}", image], capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out) or {}
+
+
 def test_every_image_test_of_the_example_passes(servers: Built) -> None:
     r = run_cli("test", "//...", "--json", cwd=servers.root, env=servers.env, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -180,6 +187,7 @@ INITDB_DONE = "Success. You can now start the database server"
 
 def test_postgres_initialises_its_volume_once_and_keeps_the_data(servers: Built, docker_engine: str) -> None:
     image = servers.images["postgres"]
+    assert _volumes(docker_engine, image) == {"/var/lib/postgresql/data": {}}
     with _volume(docker_engine) as volume:
         options = ("-e", f"POSTGRES_PASSWORD={PASSWORD}", "-v", f"{volume}:/var/lib/postgresql/data")
         with _running(docker_engine, image, 5432, *options) as pg:
@@ -224,6 +232,7 @@ def _redis(port: int, *command: str) -> str:
 
 def test_redis_keeps_its_data_in_its_volume(servers: Built, docker_engine: str) -> None:
     image = servers.images["redis"]
+    assert _volumes(docker_engine, image) == {"/var/lib/redis": {}}
     with _volume(docker_engine) as volume:
         with _running(docker_engine, image, 6379, "-v", f"{volume}:/var/lib/redis") as redis:
             _until("redis answers", lambda: subprocess.run(
