@@ -179,6 +179,7 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
         trees=tuple(TreeParam(t.src, tuple(t.exclude), tuple(t.include)) for t in a.trees),
         packages=tuple(PackageParam(p.name, p.docs) for p in a.packages), sysroot_files=sysroot_files(ctx),
+        shell=a.shell,
     )
     owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),
                                  *(t.owner for t in a.trees)] if o})

@@ -85,8 +85,8 @@ class TreeAttr(Attrs):
     src: str
     """A directory of the sysroot, copied to the same path in the image."""
     include: list[str] = []
-    """Only what matches: names (`*.conf`) or paths relative to `src` (`15/timezonesets/*`), a directory with
-    everything below it; empty: everything."""
+    """Only what matches: names (`*.sql`) or paths relative to `src` (`/timezonesets`, `extension/plpgsql*`), a
+    directory with everything below it; empty: everything."""
     exclude: list[str] = []
     """Names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`) left out (`exclude` wins
     over `include`)."""
@@ -204,6 +204,9 @@ class ImageAttrs(Attrs):
     """Debian packages of the sysroot whose files the image takes, as its package database lists them (dpkg's
     `info/*.list`, or the lock's), every ELF file with its closure, without `/usr/share/{doc,man,info,locale}`:
     `["nginx-common"]`, or `{ name = "postgresql-15", docs = true }` to keep those."""
+    shell: bool | None = None
+    """The sysroot's `/bin/sh` (its link followed: dash) with its closure; unset: a warning when something imports
+    `popen` or `system` and the image has no `/bin/sh`; false: no warning."""
     ld_so_cache: bool = False
     """An `/etc/ld.so.cache` listing the image's libraries, for programs that `dlopen` by bare soname."""
     dpkg_status: bool = False

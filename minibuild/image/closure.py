@@ -57,6 +57,7 @@ def _runtime_options(run: ActionRun[ClosureParams], rt: RuntimeParams) -> runtim
         packages=tuple(PackageFiles(pkg.name, (run.params.package_paths or {})[pkg.name], pkg.docs)
                        for pkg in rt.packages),
         sysroot_files=tuple((f.src, f.dest, f.origin) for f in rt.sysroot_files), sysroot_name=run.params.sysroot,
+        shell=rt.shell,
     )
 
 
@@ -201,6 +202,8 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
         "warnings": [w.replace(f"sysroot `{sysroot}`", f"sysroot `{p.sysroot}`")
                      for w in (*closure.warnings, *plan.warnings, *found.warnings)],
         "architecture": closure.architecture, "variant": closure.variant,
+        # Objects importing popen, system or exec*p: the Layers action warns when the image has no /bin/sh.
+        **({"shell_importers": plan.shell_importers} if plan.shell_importers else {}),
         **({"already_loaded": loaded_before.matches_document(closure)} if closure.already_loaded else {}),
         "accounts": {"passwd": accounts.passwd, "group": accounts.group, "user": accounts.user,
                      "owners": {k: list(v) for k, v in accounts.owners.items()}},

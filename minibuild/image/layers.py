@@ -19,6 +19,7 @@ from minibuild.executor import ActionRun
 from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
 from minibuild.image.runtime.dpkg_status import Owners
+from minibuild.image.runtime.shell import shell_warning
 from minibuild.image.secrets import SecretWatch
 from minibuild.image.tree import ACCOUNT_FILES, GENERATED, GROUPS, ROOT_ONLY, ImageTree, build_tree
 from minibuild.oci.layer import write_layer
@@ -74,6 +75,11 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     base_layers = read_json(run.input(p.base_layers))["layers"] if p.base_layers is not None else []
     below = {f["path"]: f for f in image_files({"layers": base_layers})}
     _keep_base_accounts(tree, below)
+    warnings = list(closure.get("warnings", []))
+    shell = shell_warning(closure.get("shell_importers", {}), lambda path: _holds(tree, below, path))
+    if shell is not None:
+        run.warn(shell)
+        warnings.append(shell)
     by_group: dict[str, list[TreeEntry]] = {g: [] for g in GROUPS}
     for path, entry in sorted(tree.entries.items()):
         if _same_as_base(entry, below.get(path)):
@@ -106,11 +112,23 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     write_json(out, {
         # The whole image, bottom first: a base image's layers included.
         "layers": base_layers + layers, "architecture": closure.get("architecture"),
-        "variant": closure.get("variant"), "warnings": closure.get("warnings", []),
+        "variant": closure.get("variant"), "warnings": warnings,
         "max_size": p.max_size,
         # The config's User as numbers, when `user` names an account (a name cannot be checked by runAsNonRoot).
         "user": closure.get("accounts", {}).get("user", ""),
     })
+
+
+def _holds(tree: ImageTree, below: dict[str, Any], path: str) -> bool:
+    """Whether the image (this tree over the base image's files) has a file at `path`, through its links."""
+    for _ in range(8):
+        canonical = tree.canonical(path)
+        entry = tree.entries.get(canonical)
+        found = {"kind": entry.kind, "target": entry.target} if entry is not None else below.get(canonical)
+        if found is None or found["kind"] != "symlink":
+            return found is not None and found["kind"] == "file"
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(canonical), found.get("target") or ""))
+    return False
 
 
 def _keep_base_accounts(tree: ImageTree, below: dict[str, Any]) -> None:

@@ -78,6 +78,7 @@ class RuntimeParams:
     trees: tuple[TreeParam, ...] = ()
     packages: tuple[PackageParam, ...] = ()
     sysroot_files: tuple[SysrootFileParam, ...] = ()
+    shell: bool | None = None
 
 
 @dataclass(frozen=True)

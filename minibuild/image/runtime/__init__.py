@@ -30,6 +30,8 @@ from minibuild.image.runtime.model import RuntimeOptions, RuntimePlan, TreeSpec
 from minibuild.image.runtime.nss import plan_nss
 from minibuild.image.runtime.packages import plan_packages
 from minibuild.image.runtime.python import plan_python
+from minibuild.image.runtime.shell import TRIGGERS as SHELL_TRIGGERS
+from minibuild.image.runtime.shell import plan_shell
 from minibuild.image.runtime.symbols import imported_symbols
 from minibuild.image.runtime.sysroot_files import plan_sysroot_files
 from minibuild.image.runtime.terminfo import plan_terminfo
@@ -62,7 +64,8 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
     for o in objects:
         if o.is_interpreter:
             continue
-        for sym in imported_symbols(fs.host(o.realpath)) & (LIBGCC_TRIGGERS | GCONV_TRIGGERS | LOCALE_TRIGGERS):
+        for sym in imported_symbols(fs.host(o.realpath)) & (LIBGCC_TRIGGERS | GCONV_TRIGGERS | LOCALE_TRIGGERS
+                                                            | SHELL_TRIGGERS):
             importers.setdefault(sym, []).append(o.path)
 
     def users(triggers: frozenset[str]) -> list[str]:
@@ -86,6 +89,7 @@ def plan(closure: Closure, fs: Sysroot, options: RuntimeOptions) -> RuntimePlan:
             raise InputError(f"`trees`: `{spec.src}` is not a directory in sysroot `{fs.root}`")
     plan_packages(out, fs, options.packages)
     plan_sysroot_files(out, fs, options.sysroot_files, options.sysroot_name or fs.root)
+    plan_shell(out, fs, options.shell, importers, options.sysroot_name or fs.root)
     return out
 
 

@@ -46,6 +46,7 @@ class RuntimeOptions:
     packages: tuple[PackageFiles, ...] = ()  # `packages`, each with the paths its database lists
     sysroot_files: tuple[tuple[str, str, str], ...] = ()  # `files` from the sysroot: (src, dest, origin)
     sysroot_name: str = ""  # the sysroot as the workspace names it, for messages
+    shell: bool | None = None  # /bin/sh: true adds it, unset warns when the image needs one and lacks it
 
 
 @dataclass
@@ -55,6 +56,7 @@ class RuntimePlan:
     elf_roots: dict[str, tuple[str, str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what auto-detection decided, for the build output
+    shell_importers: dict[str, list[str]] = field(default_factory=dict)  # object -> its imports running /bin/sh
 
     def add(self, entry: TreeEntry) -> None:
         self.files.setdefault(entry.path, entry)
