@@ -116,8 +116,17 @@ def load_public_key(path: str) -> ec.EllipticCurvePublicKey:
 
 
 def sign_payload(key: ec.EllipticCurvePrivateKey, payload: bytes) -> str:
-    """The annotation value: base64 of the DER ECDSA signature over the SHA-256 of the payload's bytes."""
-    return base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode("ascii")
+    """The annotation value: base64 of the DER ECDSA signature over the SHA-256 of the payload's bytes.
+
+    Deterministic (RFC 6979) where cryptography offers it (44 and later): the same key signing the same bytes
+    gives the same signature, so pushing again writes the same layers and referrer manifests, not new ones.
+    Verifiers cannot tell the difference: any valid ECDSA signature verifies."""
+    try:
+        algorithm = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
+        signature = key.sign(payload, algorithm)
+    except (TypeError, UnsupportedAlgorithm):
+        signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    return base64.b64encode(signature).decode("ascii")
 
 
 def signature_holds(key: ec.EllipticCurvePublicKey, payload: bytes, signature_b64: str) -> bool:

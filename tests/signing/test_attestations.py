@@ -140,12 +140,16 @@ def test_verify_prints_what_the_attestations_say(attested, git_ws, git_keys, cli
     assert f"sbom: {sbom['packages']} packages, {len(files)} files" in r.stdout
 
 
-def test_repushing_replaces_this_keys_attestations(attested, git_ws, git_keys, cli, plain_registry):
+def test_repushing_replaces_this_keys_attestations_with_the_same_bytes(attested, git_ws, git_keys, cli,
+                                                                       plain_registry):
+    stored = []
     for _ in range(2):
         r = cli("push", "//img:a", "--to", attested.ref, "--sign", str(git_keys.private), cwd=git_ws,
-                env=password_env())
+                env={**password_env(), "SOURCE_DATE_EPOCH": "1700000000"})  # the SBOM's creation time
         assert r.returncode == 0, r.stderr
+        stored.append([plain_registry.manifest(attested.repo, tag_of(attested.digest, k)) for k in ("sig", "att")])
     assert len(attestations(plain_registry, attested.repo, attested.digest)) == 2
+    assert stored[0] == stored[1]  # deterministic signatures (RFC 6979): a push again changes nothing
 
 
 def test_a_changed_statement_is_refused(git_ws, git_keys, cli, plain_registry):
