@@ -28,7 +28,9 @@ def plan_shell(out: RuntimePlan, fs: Sysroot, want: bool | None, importers: Mapp
     if want:
         if copy_path(fs, SHELL, REASON, out) is None:
             raise InputError(f"`shell = true`, but sysroot `{sysroot_name}` has no `{SHELL}`",
-                             hint="install dash (or bash) there, or take it from a package sysroot that locks it")
+                             hint="a package sysroot: add `dash` to its `packages` in workspace.toml and run "
+                                  "`minibuild lock` (Essential packages are locked only when named); a host sysroot: "
+                                  "install dash")
         return
     if want is None:
         for sym in sorted(TRIGGERS):
