@@ -88,6 +88,17 @@ def params_json(value: Any) -> Any:
                     "lists, dicts, strings, numbers and artifacts")
 
 
+class DeferredParams:
+    """An action's params object kept as the text it was stored as until the action runs (analysis_cache.py): a
+    no-op build then never imports the modules of the params classes (a rule's, with pydantic)."""
+
+    def __init__(self, load: Callable[[], Any]) -> None:
+        self._load = load
+
+    def load(self) -> Any:
+        return self._load()
+
+
 @dataclass(frozen=True)
 class Action:
     """One unit of cached work: `function` ("module:qualname") is called with an `ActionRun` whose

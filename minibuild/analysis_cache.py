@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -36,13 +37,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from minibuild.actions import Action, Artifact
+from minibuild.actions import Action, Artifact, DeferredParams
 from minibuild.digest import StatCache
-from minibuild.errors import Origin
+from minibuild.errors import BuildError, Origin
 from minibuild.label import Label, Pattern, parse_pattern
 from minibuild.workspace import BUILD_FILE, WORKSPACE_FILE, Workspace
 
-_SCHEMA = 4
+_SCHEMA = 5
 _USER_MODULES = "minibuild_user_rules."  # where registry.py imports a workspace's rule files
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JSON = json.JSONDecoder()
@@ -294,6 +295,10 @@ class _Encoder:
         if t is frozenset or t is set:
             return {"f" if t is frozenset else "s": [self.value(x) for x in v]}
         index, names = self._class(t)
+        if t is Action:
+            # Its params object is stored as text of its own, read only if the action runs (DeferredParams).
+            return {"c": [index, *({"p": json.dumps(self.value(v.value), separators=(",", ":"))} if name == "value"
+                                   else self.value(getattr(v, name)) for name in names)]}
         if getattr(v, "__pydantic_extra__", None):
             raise _Unstorable(f"{t.__qualname__} holds extra fields")
         return {"c": [index, *(self.value(getattr(v, name)) for name in names)]}
@@ -403,7 +408,17 @@ def _artifacts(rows: Any, labels: list[Label]) -> list[Artifact]:
 def _decode(header: dict[str, Any], body: bytes, modules: set[str]) -> tuple[list[Label], list[AnalysedTarget]]:
     """The labels and targets of a stored analysis whose header holds; ValueError (or another) when it is not one
     this minibuild wrote."""
-    made = [_constructor(row, modules | {"minibuild", "minibuild_rules"}) for row in header["classes"]]
+    # A class is imported when a value of it is first read: an action's params only when it runs.
+    known = modules | {"minibuild", "minibuild_rules"}
+    rows = header["classes"]
+    made: list[Callable[[list[Any]], Any] | None] = [None] * len(rows)
+
+    def make(values: list[Any]) -> Any:
+        ctor = made[values[0]]
+        if ctor is None:
+            ctor = made[values[0]] = _constructor(rows[values[0]], known)
+        return ctor(values)
+
     labels = _labels(header["labels"])
     artifacts = _artifacts(header["artifacts"], labels)
     artifact, label = artifacts.__getitem__, labels.__getitem__  # an index that is not an int: TypeError
@@ -415,7 +430,7 @@ def _decode(header: dict[str, Any], body: bytes, modules: set[str]) -> tuple[lis
         if tag == "t":
             return tuple(value)
         if tag == "c":
-            return made[value[0]](value)
+            return make(value)
         if tag == "L":
             return label(value)
         if tag == "d":
@@ -424,12 +439,26 @@ def _decode(header: dict[str, Any], body: bytes, modules: set[str]) -> tuple[lis
             return frozenset(value)
         if tag == "s":
             return set(value)
+        if tag == "p" and type(value) is str:
+            return DeferredParams(functools.partial(_params, value, hook))
         raise ValueError(f"`{tag}` is no stored value")
 
     stored_labels, targets = json.loads(body, object_pairs_hook=hook)
     if not all(type(lbl) is Label for lbl in stored_labels) or not all(_valid_target(t, modules) for t in targets):
         raise ValueError("not a stored analysis")
     return stored_labels, targets
+
+
+def _params(text: str, hook: Callable[[list[tuple[str, Any]]], Any]) -> Any:
+    """An action's stored params object, read when the action runs. The header that named its classes was checked
+    when the analysis was loaded (minibuild's code, the rules', the workspace's files), so this cannot find them
+    changed; a file damaged since is an error that says what to remove."""
+    try:
+        return json.loads(text, object_pairs_hook=hook)
+    except Exception as exc:  # noqa: BLE001 - anything a damaged file gives
+        raise BuildError(f"the stored analysis holds params that cannot be read ({exc})",
+                         hint="remove `.minibuild/cache/analysis` (or the cache's `analysis` folder) and build "
+                              "again") from None
 
 
 def _valid_target(target: Any, modules: set[str]) -> bool:
@@ -443,7 +472,8 @@ def _valid_target(target: Any, modules: set[str]) -> bool:
         if not (type(a) is Action and type(a.owner) is Label and type(a.mnemonic) is str
                 and type(a.version) is int and type(a.params) is str and type(a.description) is str
                 and type(a.discovers_inputs) is bool and type(a.inputs) is tuple and type(a.outputs) is tuple
-                and all(type(i) is Artifact for i in a.inputs + a.outputs) and type(a.function) is str):
+                and all(type(i) is Artifact for i in a.inputs + a.outputs) and type(a.function) is str
+                and type(a.value) is DeferredParams):
             return False
         module, _, name = a.function.partition(":")
         if not (_module_name(module) and _IDENTIFIER.fullmatch(name)

@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
-from minibuild.actions import Action, Artifact, action_key, explain
+from minibuild.actions import Action, Artifact, DeferredParams, action_key, explain
 from minibuild.cache import Blob, Cache, EntryError
 from minibuild.digest import StatCache, canonical_json
 from minibuild.errors import BuildError, InputError, MinibuildError
@@ -65,7 +65,8 @@ class ActionRun(Generic[P]):
         self._on_progress = on_progress
         # An action read back from the analysis cache carries its params object too (pickled with it).
         # It is the object the rule gave for this function, so of the function's P: unchecked here.
-        self.params = cast(P, action.value if action.value is not None else action.params_dict())
+        value = action.value.load() if isinstance(action.value, DeferredParams) else action.value
+        self.params = cast(P, value if value is not None else action.params_dict())
         self.inputs = inputs
         self.outputs = outputs
         self.root = root
