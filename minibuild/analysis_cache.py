@@ -38,12 +38,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from minibuild.actions import Action, Artifact, DeferredParams
+from minibuild.code import code_digest, remember_digests
 from minibuild.digest import StatCache
 from minibuild.errors import BuildError, Origin
 from minibuild.label import Label, Pattern, parse_pattern
 from minibuild.workspace import BUILD_FILE, WORKSPACE_FILE, Workspace
 
-_SCHEMA = 5
+_SCHEMA = 6
 _USER_MODULES = "minibuild_user_rules."  # where registry.py imports a workspace's rule files
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JSON = json.JSONDecoder()
@@ -174,7 +175,10 @@ def load(workspace: Workspace, patterns: Sequence[str], package: str | None,
                 return None
             body = f.read()
         modules = _import_user_modules(header["user_modules"], workspace)
-        return _decode(header, body, modules | _entry_point_packages(distributions))
+        decoded = _decode(header, body, modules | _entry_point_packages(distributions))
+        if type(header["code_digests"]) is dict and all(type(v) is str for v in header["code_digests"].values()):
+            remember_digests(header["code_digests"])
+        return decoded
     except Exception:  # noqa: BLE001 - a missing, partial, foreign or planted file is a cache miss, never an error
         return None
 
@@ -240,6 +244,8 @@ def save(workspace: Workspace, patterns: Sequence[str], package: str | None, sta
               "plugins": [list(d) for d in distributions],
               "code": _digests(_code_files(distributions), stat_cache), "files": files,
               "packages": _recursive_packages(workspace, patterns, package), "user_modules": modules,
+              # Of files "code" and "files" cover: the action functions' code, so a no-op reads no source file.
+              "code_digests": {f: code_digest(f) for f in sorted({a.function for t in targets for a in t.actions})},
               **encoder.tables()}
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
