@@ -106,6 +106,14 @@ class ActionRun(Generic[P]):
         self.extra_blobs.append(blob.digest)
         return blob
 
+    def reuse_blob(self, digest: str) -> bool:
+        """Claim a blob already in the store as an extra output of this action (a layer another image of this
+        build wrote byte for byte); False when the store does not have it."""
+        if not self.cache.has_blob(digest):
+            return False
+        self.extra_blobs.append(digest)
+        return True
+
     def blob_path(self, digest: str) -> str:
         return self.cache.blob_path(digest)
 

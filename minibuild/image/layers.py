@@ -22,7 +22,7 @@ from minibuild.image.runtime.dpkg_status import Owners
 from minibuild.image.runtime.shell import shell_warning
 from minibuild.image.secrets import SecretWatch
 from minibuild.image.tree import ACCOUNT_FILES, GENERATED, GROUPS, ROOT_ONLY, ImageTree, build_tree
-from minibuild.oci.layer import write_layer
+from minibuild.oci.layer import ZSTD_LEVEL, Layer, layer_key, plan_layer, write_layer
 
 _HISTORY = {"base": "minibuild: dynamic loader and libc", "libs": "minibuild: shared libraries",
             "runtime": "minibuild: runtime files (stdlib, certificates, zoneinfo, terminfo)",
@@ -92,9 +92,8 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     # bytes the layer writer reads anyway.
     secret_watch = SecretWatch([e for entries in by_group.values() for e in entries])
 
-    def write(group: str) -> Any:
-        return write_layer(by_group[group], os.path.join(work, _layer_file(group)), compression=p.compression,
-                           gzip_level=p.gzip_level, epoch=p.epoch, watch=secret_watch.file)
+    def write(group: str) -> tuple[Layer, bool]:
+        return _write_group(run, by_group[group], os.path.join(work, _layer_file(group)), secret_watch)
 
     if p.max_size:
         _check_budget(tree, below, p.max_size, run.action.owner)
@@ -106,8 +105,9 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
         written = list(pool.map(write, groups_used))
     secret_watch.check(run.action.owner, p.allow_secrets, tree.canonical, run.warn)  # before anything is stored
     layers = []
-    for group, layer in zip(groups_used, written, strict=True):
-        run.store_blob(os.path.join(work, _layer_file(group)), layer.descriptor.digest)
+    for group, (layer, here) in zip(groups_used, written, strict=True):
+        if here:
+            run.store_blob(os.path.join(work, _layer_file(group)), layer.descriptor.digest)
         layers.append(_layer_document(group, layer, by_group[group]))
     write_json(out, {
         # The whole image, bottom first: a base image's layers included.
@@ -129,6 +129,37 @@ def _holds(tree: ImageTree, below: dict[str, Any], path: str) -> bool:
             return found is not None and found["kind"] == "file"
         path = posixpath.normpath(posixpath.join(posixpath.dirname(canonical), found.get("target") or ""))
     return False
+
+
+def _write_group(run: ActionRun[LayersParams], entries: list[TreeEntry], dest: str,
+                 secret_watch: SecretWatch) -> tuple[Layer, bool]:
+    """The layer of `entries`, and whether it was written to `dest` (else another image of this build wrote the
+    same blob, claimed from the store with what the secret check found in its files then)."""
+    p = run.params
+    members = plan_layer(entries)
+    key = layer_key(members, p.compression, p.gzip_level, ZSTD_LEVEL, p.epoch)
+    done = _WRITTEN.get(key) if key else None
+    if done is not None and run.reuse_blob(done[0].descriptor.digest):
+        for entry in members:
+            if entry.path in done[1]:
+                secret_watch.add(entry, done[1][entry.path])
+        return done[0], False
+    scans: list[tuple[TreeEntry, Any]] = []
+
+    def watch(entry: TreeEntry) -> Any:
+        scans.append((entry, secret_watch.file(entry)))
+        return scans[-1][1]
+
+    layer = write_layer(members, dest, compression=p.compression, gzip_level=p.gzip_level, zstd_level=ZSTD_LEVEL,
+                        epoch=p.epoch, watch=watch)
+    if key:
+        _WRITTEN[key] = (layer, {e.path: scan.found for e, scan in scans if scan.found})
+    return layer, True
+
+
+# The layers this process wrote, by `layer_key`: a layer several images share (the loader and libc, a big
+# library) is written once per build, then claimed from the store, with what the secret check found in it.
+_WRITTEN: dict[str, tuple[Layer, dict[str, str]]] = {}
 
 
 def _keep_base_accounts(tree: ImageTree, below: dict[str, Any]) -> None:

@@ -216,8 +216,9 @@ class _FileScan:
         self._entry = entry
         self._scan = KeyScan()
         self.update = self._scan.update
+        self.found: str | None = None  # once closed: what was found in the file, if anything
 
     def close(self) -> None:
-        why = self._scan.finish()
+        why = self.found = self._scan.finish()
         if why:
             self._watch.add(self._entry, why)

@@ -35,11 +35,13 @@ __all__ = [
     "FileWatch",
     "Layer",
     "TreeEntry",
+    "ZSTD_LEVEL",
     "checked",
     "Platform",
     "check_epoch",
     "epoch_from_env",
     "import_zstandard",
+    "layer_key",
     "plan_layer",
     "tar_info",
     "write_layer",
@@ -47,6 +49,7 @@ __all__ = [
 
 # ustar's 12-byte octal mtime field holds values below 8**11; later epochs would need a pax record per member.
 MAX_EPOCH = 8**11 - 1
+ZSTD_LEVEL = 3  # write_layer's default
 # The compressors are fed fixed-size chunks so their output depends only on the tar bytes, never on how
 # tarfile happened to split its writes.
 _CHUNK = 1 << 20
@@ -211,6 +214,25 @@ def plan_layer(entries: Iterable[TreeEntry]) -> tuple[TreeEntry, ...]:
     by_path.pop("/", None)  # the root is the extraction target itself; no tool writes a member for it
     by_path.update(implicit)
     return tuple(by_path[p] for p in sorted(by_path, key=_sort_key))
+
+
+def layer_key(members: Iterable[TreeEntry], compression: str, gzip_level: int, zstd_level: int,
+              epoch: int) -> str | None:
+    """What decides the bytes of a layer, as one digest: each member's header fields and content (a source file by
+    its identity and change time, which any write changes), the compression and its level, the epoch. Two layers
+    with one key are the same blob, so a build writes it once. None when a source cannot be looked at."""
+    h = hashlib.sha256(repr((compression, gzip_level, zstd_level, epoch)).encode())
+    for e in members:
+        if e.source is not None:
+            try:
+                st = os.stat(e.source)
+            except OSError:
+                return None
+            content: object = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        else:
+            content = hashlib.sha256(e.data).hexdigest() if e.data is not None else None
+        h.update(repr((e.path, e.kind, e.mode, e.uid, e.gid, e.target, content)).encode() + b"\0")
+    return h.hexdigest()
 
 
 def tar_info(entry: TreeEntry, size: int, epoch: int) -> tarfile.TarInfo:
@@ -433,7 +455,7 @@ def write_layer(
     *,
     compression: str = "gzip",
     gzip_level: int = 1,
-    zstd_level: int = 3,
+    zstd_level: int = ZSTD_LEVEL,
     epoch: int = 0,
     watch: Callable[[TreeEntry], FileWatch] | None = None,
 ) -> Layer:
