@@ -27,7 +27,8 @@ from tests.conftest import REPO, run_cli
 
 EXAMPLE = REPO / "examples" / "servers"
 PASSWORD = "minibuild-servers-test"
-pytestmark = pytest.mark.docker
+# One build for the module: under `--dist loadgroup` its tests stay on one worker.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("servers")]
 
 
 @dataclass(frozen=True)
