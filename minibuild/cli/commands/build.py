@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -32,15 +33,17 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     workspace = Workspace.find()
     package = workspace.relative_dir(os.getcwd())
-    connection = None if args.no_load else daemon.connect_in_background()
-    progress = ui.Progress(args.plain or args.json)
-    with progress.show():
-        result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
-                       on_event=progress.event, remote=common.remote_cache(args, workspace))
-    images = [t for t in result.targets if t.summary]
-    loaded: dict[str, str] = {}
-    if images and not args.no_load:
-        loaded = common.load_images(str(workspace.root), images, required=False, connection=connection)
+    with contextlib.ExitStack() as stack:
+        # Started first: it connects to the engine in a process of its own while this one builds.
+        engine = None if args.no_load else stack.enter_context(daemon.EngineLoader())
+        progress = ui.Progress(args.plain or args.json)
+        with progress.show():
+            result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
+                           on_event=progress.event, remote=common.remote_cache(args, workspace))
+        images = [t for t in result.targets if t.summary]
+        loaded: dict[str, str] = {}
+        if images and engine is not None:
+            loaded = common.load_images(str(workspace.root), images, required=False, engine=engine)
     for w in result.warnings:
         ui.warn(w)
     if args.explain:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from minibuild.build import build, out_dir
@@ -102,27 +103,28 @@ def build_records(patterns: Sequence[str], args: argparse.Namespace) -> tuple[An
 
 
 def load_images(root: str, images: Sequence[Any], *, required: bool = True,
-                connection: Callable[[], tuple[Any, str]] | None = None) -> dict[str, str]:
+                engine: daemon.EngineLoader | None = None) -> dict[str, str]:
     """Load each image's tarball into the engine; label -> "loaded" | "already loaded".
 
     Without a reachable engine: an EngineError when `required`, else one line saying so and nothing loaded.
-    `connection` is a pending `daemon.connect_in_background()`, if the caller started one.
+    `engine` is the loader the caller started before its build (it connects meanwhile), else one is started here.
     """
     # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
 
-    client, why = connection() if connection else daemon.connect()
-    if client is None:
-        if not required:
-            ui.info(f"not loading images: {why} (they are in .minibuild/out; --no-load skips this)")
-            return {}
-        raise EngineError(f"cannot load images: {why}",
-                          hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
-    known = daemon.image_ids(client)
-    loaded = {}
-    for t in images:
-        s = t.summary
-        did = daemon.load(client, os.path.join(root, s["tarball"]), s["tag"], s["config_digest"],
-                          known)
-        loaded[str(t.label)] = "loaded" if did else "already loaded"
-    return loaded
+    with contextlib.ExitStack() as stack:
+        if engine is None:
+            engine = stack.enter_context(daemon.EngineLoader())
+        why = engine.ready()
+        if why:
+            if not required:
+                ui.info(f"not loading images: {why} (they are in .minibuild/out; --no-load skips this)")
+                return {}
+            raise EngineError(f"cannot load images: {why}",
+                              hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
+        loaded = {}
+        for t in images:
+            s = t.summary
+            did = engine.load(os.path.join(root, s["tarball"]), s["tag"], s["config_digest"])
+            loaded[str(t.label)] = "loaded" if did else "already loaded"
+        return loaded

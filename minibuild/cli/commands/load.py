@@ -8,6 +8,7 @@ import sys
 
 from minibuild.cli.commands import common
 from minibuild.cli.commands.common import build_images, load_images
+from minibuild.oci import daemon
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,8 +21,9 @@ def run(args: argparse.Namespace) -> int:
     # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
 
-    workspace, images = build_images(args.patterns, args, quiet=args.json)
-    loaded = load_images(str(workspace.root), images)
+    with daemon.EngineLoader() as engine:  # connects in a process of its own while this one builds
+        workspace, images = build_images(args.patterns, args, quiet=args.json)
+        loaded = load_images(str(workspace.root), images, engine=engine)
     if args.json:
         out = {"images": [{"label": str(t.label), "tag": t.summary["tag"], "digest": t.summary["digest"],
                            "loaded": loaded[str(t.label)]} for t in images]}

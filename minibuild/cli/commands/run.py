@@ -9,6 +9,7 @@ import sys
 
 from minibuild.cli.commands.common import add_build_arguments, build_images, load_images
 from minibuild.errors import EngineError, InputError
+from minibuild.oci import daemon
 
 # As with `docker run`, options go before the label: everything after it is the container's arguments.
 
@@ -23,12 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    workspace, images = build_images([args.label], args)
-    if len(images) != 1:
-        raise InputError(f"`{args.label}` names {len(images)} images; `run` needs exactly one",
-                         hint="name one image target, e.g. `//images:bash`")
-    [image] = images
-    load_images(str(workspace.root), images)
+    with daemon.EngineLoader() as engine:  # connects in a process of its own while this one builds
+        workspace, images = build_images([args.label], args)
+        if len(images) != 1:
+            raise InputError(f"`{args.label}` names {len(images)} images; `run` needs exactly one",
+                             hint="name one image target, e.g. `//images:bash`")
+        [image] = images
+        load_images(str(workspace.root), images, engine=engine)
     docker = shutil.which("docker")
     if docker is None:
         raise EngineError("the `docker` command is not on PATH", hint="install the docker CLI (package docker.io)")

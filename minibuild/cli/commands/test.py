@@ -60,23 +60,25 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     workspace = Workspace.find()
     package = workspace.relative_dir(os.getcwd())
-    connection = daemon.connect_in_background()
-    tests = _test_targets(workspace, args.patterns, package)
-    if not tests:
-        raise InputError(f"no `image_test` target among {', '.join(f'`{p}`' for p in args.patterns)}",
-                         hint="declare one with `[[image_test]]` in a BUILD.toml; see docs/image_test.md")
-    image_labels = sorted({info.image_label for _, info in tests})
-    progress = ui.Progress(args.plain or args.json)
-    with progress.show():
-        result = build(workspace, [*args.patterns, *image_labels], package, jobs=args.jobs, on_event=progress.event)
-    for w in result.warnings:
-        ui.warn(w)
-    images = {str(t.label): t for t in result.targets if t.summary}
-    client, why = connection()
-    if client is None:
-        raise EngineError(f"cannot run image tests: {why}",
-                          hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
-    common.load_images(str(workspace.root), [images[label] for label in image_labels], connection=connection)
+    connection = daemon.connect_in_background()  # the client that runs the checks' containers
+    with daemon.EngineLoader() as engine:  # loads the images; connects in a process of its own meanwhile
+        tests = _test_targets(workspace, args.patterns, package)
+        if not tests:
+            raise InputError(f"no `image_test` target among {', '.join(f'`{p}`' for p in args.patterns)}",
+                             hint="declare one with `[[image_test]]` in a BUILD.toml; see docs/image_test.md")
+        image_labels = sorted({info.image_label for _, info in tests})
+        progress = ui.Progress(args.plain or args.json)
+        with progress.show():
+            result = build(workspace, [*args.patterns, *image_labels], package, jobs=args.jobs,
+                           on_event=progress.event)
+        for w in result.warnings:
+            ui.warn(w)
+        images = {str(t.label): t for t in result.targets if t.summary}
+        client, why = connection()
+        if client is None:
+            raise EngineError(f"cannot run image tests: {why}",
+                              hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
+        common.load_images(str(workspace.root), [images[label] for label in image_labels], engine=engine)
     client.api.timeout = _ENGINE_TIMEOUT
     results = _run_tests(client.api, tests, images, jobs=min(args.jobs, 8))
     if args.junit:
