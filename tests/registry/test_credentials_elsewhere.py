@@ -46,8 +46,9 @@ def test_another_host_asking_for_basic_credentials_is_refused(image_ws, cli, aut
     assert "Traceback" not in r.stderr and r.stdout == ""
     assert f"`{elsewhere.address}`" in r.stderr and f"`{front.address}`" in r.stderr
     assert "asks for authentication" in r.stderr and "hint:" in r.stderr
-    assert len(elsewhere.seen) == 1  # its 401 is not answered
-    assert [s.authorization for s in elsewhere.seen] == [""]
+    # its 401 is not answered: each upload (a push sends a few blobs at once) went there once, without credentials
+    assert elsewhere.seen and len({s.path for s in elsewhere.seen}) == len(elsewhere.seen) <= blob_count(image_ws)
+    assert [s.authorization for s in elsewhere.seen] == [""] * len(elsewhere.seen)
 
 
 def test_another_host_naming_its_own_token_realm_gets_no_credentials(image_ws, cli, repo, tmp_path, fault_proxy):

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from minibuild.oci.registry import RegistryClient, RegistryError, RetryPolicy
+from minibuild.oci.registry.push import PARALLEL_BLOBS
 from tests.registry.conftest import TRICKLE, fail_first
 
 pytestmark = pytest.mark.registry
@@ -36,7 +37,8 @@ def test_a_push_to_a_slow_registry_stops_by_its_timeout(image_ws, cli, repo, fau
     assert f"error: push to `{proxy.address}` stopped: no answer within {TIMEOUT} s ({method} /v2/{repo}/" in r.stderr
     assert f"no answer yet to {method} /v2/{repo}/" in r.stderr  # the line while it waited
     assert "--timeout SECONDS" in r.stderr  # the hint
-    assert proxy.counts[kind] == 1  # the time ran out within the one try
+    # the time ran out within the one try of each request: the manifest's, or each blob's (a few go at once)
+    assert proxy.counts[kind] == 1 if kind == "manifest" else 1 <= proxy.counts[kind] <= PARALLEL_BLOBS
 
 
 @pytest.mark.parametrize("action", ["trickle", "trickle-headers"])

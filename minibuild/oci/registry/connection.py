@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -176,6 +177,7 @@ class RegistryConnection:
         self._auth: str | None = None  # None until the registry asks; then "basic" or "bearer"
         self._challenge: dict[str, str] = {}
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._token_lock = threading.Lock()
         self.retries = 0  # transient failures seen (and retried)
 
     # --- plumbing
@@ -314,11 +316,17 @@ class RegistryConnection:
             return "Bearer " + self._token(scopes)
         return None
 
-    def _token(self, scopes: Sequence[str], *, fresh: bool = False) -> str:
+    def _token(self, scopes: Sequence[str], *, rejected: str | None = None) -> str:
+        """The bearer token for `scopes`: the one held, unless it expired or is `rejected` (the Authorization a
+        401 answered); else a new one. One thread fetches it while the others (a push's blobs) wait for it."""
         key = tuple(sorted(set(scopes)))
-        cached = self._tokens.get(key)
-        if cached and not fresh and cached[1] > time.monotonic():
-            return cached[0]
+        with self._token_lock:
+            cached = self._tokens.get(key)
+            if cached and cached[1] > time.monotonic() and "Bearer " + cached[0] != rejected:
+                return cached[0]
+            return self._new_token(key)
+
+    def _new_token(self, key: tuple[str, ...]) -> str:
         realm = self._challenge.get("realm", "")
         if not realm.startswith(("http://", "https://")):
             raise EngineError(f"registry `{self.registry}` asked for a bearer token without a usable realm "
@@ -370,14 +378,14 @@ class RegistryConnection:
             self.ping()
         url = urljoin(self.base, path_or_url)
         own = self._is_registry(url)  # else a host the registry named (an upload Location): no credentials
-        response = self._raw(method, url, headers=headers, body=body, params=params,
-                             auth=self._authorization(scopes) if own else None, stream=stream)
+        sent = self._authorization(scopes) if own else None
+        response = self._raw(method, url, headers=headers, body=body, params=params, auth=sent, stream=stream)
         if response.status_code == 401 and not self._is_registry(response.url or url):  # also after a redirect
             response.close()
             raise self._elsewhere_error(method, response.url or url)
         if response.status_code == 401:
             response.close()
-            self._answer_challenge(response, scopes)
+            self._answer_challenge(response, scopes, sent)
             response = self._raw(method, url, headers=headers, body=body, params=params,
                                  auth=self._authorization(scopes), stream=stream)
             if response.status_code == 401:
@@ -397,13 +405,13 @@ class RegistryConnection:
         elif scheme == "basic" and self.credentials is not None:
             self._auth = "basic"
 
-    def _answer_challenge(self, response: requests.Response, scopes: Sequence[str]) -> None:
+    def _answer_challenge(self, response: requests.Response, scopes: Sequence[str], sent: str | None) -> None:
         header = response.headers.get("WWW-Authenticate", "")
         scheme, params = _parse_challenge(header)
         if scheme == "bearer":
             self._auth, self._challenge = "bearer", params
             wanted = list(scopes) + ([params["scope"]] if params.get("scope") else [])
-            self._token(wanted, fresh=True)
+            self._token(wanted, rejected=sent or "")
             return
         if scheme == "basic":
             if self.credentials is None or self._auth == "basic":

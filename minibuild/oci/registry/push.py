@@ -1,6 +1,9 @@
 """Push an OCI layout: its blobs first (skipped, mounted or uploaded), then its manifests, the root under its tag.
 
-Manifests are put children first: those of an image index by digest, then the root under the tag.
+Manifests are put children first: those of an image index by digest, then the root under the tag. The blobs
+of a manifest go up side by side (a few at a time, each on a connection of the session's pool): the three
+requests of a new blob (HEAD, POST, PUT) wait mostly on the registry, and one after another they were most of
+a push's time (docs/architecture.md, performance notes). Their events are reported in the manifest's order.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from minibuild.errors import EngineError, InputError
@@ -29,6 +33,7 @@ class PushResult:
 
 
 BlobEvent = Callable[[str, Descriptor, str], None]  # (kind, descriptor, "uploaded" | "skipped" | "mounted")
+PARALLEL_BLOBS = 4  # blobs of one manifest pushed at once
 
 
 def push_layout(
@@ -51,6 +56,8 @@ def push_layout(
         raise InputError(f"the OCI layout `{layout.path}` lists {len(layout.manifests)} entries in index.json; "
                          "a push needs exactly one (an image or an image index)")
     pusher = _Pusher(layout, ref, client, list(from_repositories), record, chunk_size, on_blob)
+    if not client.base:
+        client.ping()  # once, before the blobs' threads would each find the scheme and the challenge
     root = layout.manifests[0]
     pusher.manifest_tree(root, ref.tag, depth=0)
     if record is not None:
@@ -94,8 +101,7 @@ class _Pusher:
             elif desc.media_type in MANIFEST_TYPES:
                 blobs = [Descriptor.from_json(doc["config"])]
                 blobs += [Descriptor.from_json(d) for d in doc.get("layers") or []]
-                for kind, blob in zip(["config"] + ["layer"] * (len(blobs) - 1), blobs, strict=True):
-                    self.blob(kind, blob)
+                self.blobs(list(zip(["config"] + ["layer"] * (len(blobs) - 1), blobs, strict=True)))
             else:
                 raise InputError(f"`{desc.digest}` in `{self.layout.path}` has media type `{desc.media_type}`, "
                                  "which is neither an image manifest nor an image index")
@@ -107,9 +113,36 @@ class _Pusher:
                               f"not as the pushed `{desc.digest}`",
                               hint="the registry rewrote the manifest; it does not keep OCI manifests byte for byte")
 
-    def blob(self, kind: str, desc: Descriptor) -> None:
-        if desc.digest in self.done:
+    def blobs(self, blobs: list[tuple[str, Descriptor]]) -> None:
+        """Push `blobs` side by side; each one's event in the given order; the first failure is raised once all
+        running ones have ended (those not started yet are dropped)."""
+        todo, seen = [], set(self.done)
+        for kind, desc in blobs:
+            if desc.digest not in seen:
+                seen.add(desc.digest)
+                todo.append((kind, desc))
+        if len(todo) <= 1:
+            for kind, desc in todo:
+                self._report(kind, desc, self.blob(kind, desc))
             return
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_BLOBS, len(todo)),
+                                thread_name_prefix="minibuild-push") as pool:
+            futures = [(kind, desc, pool.submit(self.blob, kind, desc)) for kind, desc in todo]
+            try:
+                for kind, desc, future in futures:
+                    self._report(kind, desc, future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    def _report(self, kind: str, desc: Descriptor, outcome: str) -> None:
+        self.counts[outcome] += 1
+        self.done.append(desc.digest)
+        if self.on_blob is not None:
+            self.on_blob(kind, desc, outcome)
+
+    def blob(self, kind: str, desc: Descriptor) -> str:
+        """Skip, mount or upload one blob (in a thread of `blobs`): "skipped" | "mounted" | "uploaded"."""
         repo = self.ref.repository
         path = self.layout.blob_path(desc.digest)
         try:
@@ -119,23 +152,15 @@ class _Pusher:
         if size != desc.size:
             raise InputError(f"blob `{path}` has {size} bytes but its descriptor says {desc.size}",
                              hint="build the image again")
-        outcome = "uploaded"
-        location: str | None = None
         if self.client.blob_exists(repo, desc.digest):
-            outcome = "skipped"
-        else:
-            sources = list(self.from_repositories)
-            if self.record is not None:
-                sources += [r for r in self.record.sources(self.ref.registry, desc.digest, repo) if r not in sources]
-            for source in sources[:2]:
-                location = self.client.mount_blob(repo, desc.digest, source)
-                if location is None:
-                    outcome = "mounted"
-                    break
-            if outcome == "uploaded":
-                self.client.upload_blob(repo, desc.digest, path, size, chunk_size=self.chunk_size,
-                                        location=location)
-        self.counts[outcome] += 1
-        self.done.append(desc.digest)
-        if self.on_blob is not None:
-            self.on_blob(kind, desc, outcome)
+            return "skipped"
+        sources = list(self.from_repositories)
+        if self.record is not None:
+            sources += [r for r in self.record.sources(self.ref.registry, desc.digest, repo) if r not in sources]
+        location: str | None = None
+        for source in sources[:2]:
+            location = self.client.mount_blob(repo, desc.digest, source)
+            if location is None:
+                return "mounted"
+        self.client.upload_blob(repo, desc.digest, path, size, chunk_size=self.chunk_size, location=location)
+        return "uploaded"
