@@ -11,9 +11,7 @@ from typing import Any
 from minibuild.build import build, out_dir
 from minibuild.errors import EngineError, InputError
 from minibuild.oci import daemon
-from minibuild.packages.fetch import OFFLINE_ENV
 from minibuild.remote_settings import RemoteChoice, remote_settings
-from minibuild.reports.catalog import ImageRecord
 from minibuild.workspace import Workspace
 
 
@@ -33,6 +31,9 @@ class _Offline(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
+        # lazy: the package fetcher (and its lock file model), imported only when --offline is given
+        from minibuild.packages.fetch import OFFLINE_ENV
+
         os.environ[OFFLINE_ENV] = "1"
         setattr(namespace, self.dest, True)
 
@@ -95,6 +96,8 @@ def build_images(patterns: Sequence[str], args: argparse.Namespace, *, quiet: bo
 def build_records(patterns: Sequence[str], args: argparse.Namespace) -> tuple[Any, list[Any]]:
     """Build `patterns` without loading; (Workspace, one ImageRecord per image target, sorted by label).
     (Every build records each image in `.minibuild/history/`, so `minibuild diff` can compare with it later.)"""
+
+    from minibuild.reports.catalog import ImageRecord  # lazy: only the report commands need it
 
     workspace, images = build_images(patterns, args, quiet=True)
     records = [ImageRecord(str(t.label), t.summary, out_dir(workspace, t.label))
