@@ -161,8 +161,9 @@ import minibuild.build as engine
 from minibuild.oci import daemon
 from minibuild.cli import ui
 wrap(engine, "analyse", "analysis (stored, or BUILD files and rules)")
-wrap(daemon, "load", "load: sending the tarball, the engine storing it")
-wrap(daemon, "image_ids", "load: listing the engine's images")
+wrap(daemon.EngineLoader, "__init__", "load: starting the process that talks to the engine")
+wrap(daemon.EngineLoader, "ready", "load: waiting for it to connect (it started before the build)")
+wrap(daemon.EngineLoader, "load", "load: the tarball sent, the engine storing it")
 started = {}
 event = ui.Progress.event
 def on_event(self, ev):
@@ -182,7 +183,7 @@ def timed_run(args):
         note("command: from parsing to the end", a, time.perf_counter())
 command.run = timed_run
 try:
-    code = cli_main.main(sys.argv[1:])
+    code = cli_main.main()  # as the program runs it: sys.argv, and the exit as the program's
 finally:
     note("driver: all", t0, time.perf_counter())
     sys.stderr.write("\nMARKS " + json.dumps(marks) + "\n")
