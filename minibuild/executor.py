@@ -144,6 +144,8 @@ class Executor:
         self.keep_going = keep_going
         self.on_event = on_event or (lambda e: None)
         self._fingerprints: dict[str, str] = {}
+        self._realpaths: dict[str, str] = {}
+        self._real_root = os.path.realpath(root)
         self.warnings: list[str] = []
         self._warn_lock = threading.Lock()
 
@@ -232,8 +234,12 @@ class Executor:
         return digests, paths
 
     def _source_digest(self, action: Action, art: Artifact, host: str) -> str:
-        real = os.path.realpath(host)
-        root = os.path.realpath(self.root)
+        # One realpath per source path and build (a shared file is an input of many actions): the workspace is not
+        # expected to move its symlinks around during a build, and the digest below is of what is there now.
+        real = self._realpaths.get(host)
+        if real is None:
+            real = self._realpaths[host] = os.path.realpath(host)
+        root = self._real_root
         if real != root and not real.startswith(root + os.sep):
             raise InputError(f"source `{art.path}` of `{action.owner}` resolves outside the workspace "
                              f"(to `{real}`)", hint="symlinks in the workspace must point inside it")
