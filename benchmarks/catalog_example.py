@@ -271,6 +271,45 @@ def layer_report(root: Path, out: dict) -> None:
         print(f"      {os.path.basename(path):28} in {n} layers, {mib(lib_size[path])} each")
 
 
+ALSO = ("remote", "packages")
+
+
+def other_ways(base: Path, also: list[str]) -> dict[str, float]:
+    """The same catalog built the other ways (`--also`), in this run beside the rest: clone B of
+    benchmarks/remote_cache.py (an empty local cache, every action from nginx on 127.0.0.1) and the cold and no-op
+    builds of examples/catalog-bookworm (benchmarks/packages.py: its locked packages fetched and unpacked)."""
+    got: dict[str, float] = {}
+    if "remote" in also:
+        from benchmarks import remote_cache
+
+        r = remote_cache.one_run(base / "remote", "http")
+        got.update({"remote": r["remote"], "remote_noop": r["noop"], "remote_cold_local": r["cold_local"]})
+    if "packages" in also:
+        from benchmarks import packages
+
+        (base / "packages").mkdir(parents=True)
+        p = packages.run_once(base / "packages")
+        got.update({"packages": p["cold"], "packages_noop": p["warm"], "packages_host": p["host_cold"]})
+    return got
+
+
+def ways_table(cold: float, noop: float, hand: float, others: list[dict[str, float]]) -> None:
+    """One table: the catalog from an empty cache each way, --no-load, against the hand method's cold pass."""
+    m = {k: med([o[k] for o in others]) for k in others[0]}
+    rows = [("host sysroot, empty cache (this run)", cold, noop)]
+    if "packages" in m:
+        rows.append(("package sysroot (catalog-bookworm), empty cache", m["packages"], m["packages_noop"]))
+    if "remote" in m:
+        rows.append(("remote cache (nginx), clone B, empty local cache", m["remote"], m["remote_noop"]))
+    print(f"\nexamples/catalog each way (--no-load), medians of {len(others)}; hand method cold {hand:.2f} s")
+    print(f"  {'':52} {'cold':>8} {'no-op':>8} {'vs hand cold':>13}")
+    for name, c, n in rows:
+        print(f"  {name:52} {c:7.2f}s {n:7.3f}s {hand / c:12.1f}x")
+    if "remote" in m or "packages" in m:
+        print("  (the same host-sysroot cold build timed by those scripts: "
+              + ", ".join(f"{k} {m[k]:.2f} s" for k in ("remote_cold_local", "packages_host") if k in m) + ")")
+
+
 def mib(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 
@@ -287,6 +326,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each measurement (medians)")
     parser.add_argument("--keep", action="store_true", help="keep the copies and the images (path printed)")
+    parser.add_argument("--also", nargs="*", choices=ALSO, default=[],
+                        help="in each run, also the catalog from the remote cache (benchmarks/remote_cache.py, "
+                             "nginx) and from its package sysroot (benchmarks/packages.py): one table")
     args = parser.parse_args()
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         sys.exit("needs a Docker engine: bash scripts/test.sh --setup-only")
@@ -309,12 +351,14 @@ def main() -> None:
         minibuild(warm, "warm-up", "size", "//...", "--json")
 
         cold_load, cold_noload, hand_c = [], [], []
+        others: list[dict[str, float]] = []
         for run in range(args.runs):
             elapsed, root, out = mb_cold(work, images, run, load=True)
             cold_load.append(elapsed)
             cold_noload.append(mb_cold(work, images, run, load=False)[0])
             elapsed, folders = hand_cold(work, images, run)
             hand_c.append(elapsed)
+            others.append(other_ways(work / f"also-{run}", args.also))
         noop_load, noop_noload, hand_w = [], [], []
         for _ in range(args.runs):
             noop_load.append(mb_noop(root, images, load=True))
@@ -334,6 +378,8 @@ def main() -> None:
               f"(--no-load: {med(hand_c) / med(cold_noload):.1f}x)")
         print(f"  minibuild no-op (load) vs hand warm      {med(hand_w) / med(noop_load):6.1f}x faster "
               f"(--no-load: {med(hand_w) / med(noop_noload):.1f}x)")
+        if args.also:
+            ways_table(med(cold_noload), med(noop_noload), med(hand_c), others)
         peak = {k: v for k, v in PEAK_KIB.items() if k != "warm-up"}
         print("peak memory of a minibuild process (max RSS): "
               + ", ".join(f"{k} {v / 1024:.0f} MiB" for k, v in peak.items()))
