@@ -88,8 +88,12 @@ def image_ids(client: Any) -> dict[str, str]:
 
 # Seconds a load may wait on the engine. It reads the tarball only as fast as it unpacks the layers and answers
 # once they are registered, so the 5 s that suit a ping failed a new 98 MB image (examples/servers' postgres);
-# the docker CLI waits as long as it takes.
+# the docker CLI waits as long as it takes. But an engine that takes none of the tarball for LOAD_STALL seconds
+# is hung (stopped, frozen): waiting 600 s on each write of a send that cannot end left `minibuild load`
+# hanging for ten minutes (tests/reliability/test_engine_faults.py). requests' (connect, read) pair does it:
+# the connect timeout stays on the socket while the body is sent (the SDK opens a connection for each call).
 LOAD_TIMEOUT = 600
+LOAD_STALL = 60
 
 
 def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[str, str] | None = None) -> bool:
@@ -97,7 +101,7 @@ def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[st
     if known is not None and known.get(tag) == config_digest:
         return False
     saved = client.api.timeout
-    client.api.timeout = max(saved or 0, LOAD_TIMEOUT)
+    client.api.timeout = (max(saved or 0, LOAD_STALL), max(saved or 0, LOAD_TIMEOUT))
     try:
         with open(tarball, "rb") as f:
             for chunk in client.api.load_image(f):
