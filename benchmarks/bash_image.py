@@ -201,8 +201,10 @@ def breakdown(work: Path) -> None:
     print(f"\nwhere minibuild's cold build + load goes (one run, {wall:.3f} s wall; seconds since the driver "
           f"started, phases in order of their start):")
     print(f"  {'interpreter start-up and exit (wall minus the driver)':66}{'':>16}{wall - whole:8.3f}")
+    shown = set()
     for name, a, b in sorted(marks, key=lambda m: (m[1], -m[2])):
-        if name != "driver: all":
+        if name != "driver: all" and name not in shown:  # a phase called again (a cached answer) shown once
+            shown.add(name)
             print(f"  {name[:66]:66}{a:8.3f}{b:8.3f}{b - a:8.3f}")
     for line in out.splitlines():
         if line.startswith("  docker") or line.startswith("built "):
