@@ -249,11 +249,13 @@ def dpkg_package_paths(sysroot: str, names: Sequence[str],
 
 
 def sysroot_package_paths(document_path: str, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """The paths each package of `names` unpacked into a package sysroot, as its sysroot.json records them (files
-    and links), with their parent directories. InputError for a package the lock does not hold."""
+    """The paths each package of `names` unpacked into a package sysroot, as its sysroot.json records them (files,
+    links and the directories its `.deb` ships, empty ones too), with their parent directories. InputError for a
+    package the lock does not hold."""
     with open(document_path, encoding="utf-8") as f:
         doc = json.load(f)
     shipped = {entry["name"]: entry.get("files", []) for entry in doc["packages"]}
+    dirs_of = {entry["name"]: entry.get("dirs", []) for entry in doc["packages"]}
     out: dict[str, tuple[str, ...]] = {}
     for wanted in names:
         name, _, arch = wanted.partition(":")
@@ -264,7 +266,7 @@ def sysroot_package_paths(document_path: str, names: Sequence[str]) -> dict[str,
                 "such package for it",
                 hint=f"{_close_names(name, sorted(shipped))}add `{name}` to `packages` of `[sysroots.{doc['name']}]` "
                      "in workspace.toml, then run `minibuild lock`")
-        dirs = {d for path in shipped[name] for d in _parents(path)}
+        dirs = set(dirs_of[name]) | {d for path in shipped[name] for d in _parents(path)}
         out[wanted] = tuple(sorted(dirs)) + tuple(shipped[name])
     return out
 

@@ -68,7 +68,8 @@ def _described(cache: Cache, key: str, packages: Sequence[LockedPackage]) -> lis
     for path, name in sorted(owners.items()):
         shipped.setdefault(name, []).append(path)
     return [{**pkg.as_json(), "control": control[pkg.name]["control"],
-             "md5sums": control[pkg.name].get("md5sums", ""), "files": shipped.get(pkg.name, [])}
+             "md5sums": control[pkg.name].get("md5sums", ""), "files": shipped.get(pkg.name, []),
+             "dirs": [d for d in control[pkg.name].get("dirs", "").split("\n") if d]}
             for pkg in sorted(packages, key=lambda pkg: pkg.name)]
 
 

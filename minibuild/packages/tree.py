@@ -11,9 +11,9 @@ the packages it holds.
 - setuid and setgid bits are dropped (the tree is readable by the cache's owner: it must not hand out root).
 
 `<cache>/sysroots/<key>/` is the tree, `<key>.owners.json` maps each path to the package that shipped it and
-`<key>.control.json` holds each package's `control` and `md5sums` files, so that what an image's SBOM and dpkg
-status say of its packages never needs a `.deb` read again. The tree is written to a temporary directory and
-renamed into place (the two records first), so it is whole or absent.
+`<key>.control.json` holds each package's `control` and `md5sums` files and the directories it ships, so that what
+an image's SBOM and dpkg status (and `packages`) say of its packages never needs a `.deb` read again. The tree is
+written to a temporary directory and renamed into place (the two records first), so it is whole or absent.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from minibuild.errors import BuildError
 from minibuild.packages import deb
 from minibuild.packages.lockfile import LockedPackage
 
-TREE_VERSION = 3  # 3: the control records
+TREE_VERSION = 4  # 3: the control records; 4: with the directories each package ships
 # debootstrap's setup_merged_usr: the library directories linked into /usr beyond bin, sbin and lib.
 MERGED_LIB_DIRS = {
     "amd64": ("lib32", "lib64", "libx32"), "i386": ("lib64", "libx32"), "mips64el": ("lib32", "lib64", "libo32"),
@@ -99,8 +99,10 @@ def unpack(cache: Cache, arch: str, packages: Sequence[LockedPackage],
         with open(cache.blob_path("sha256:" + p.sha256), "rb") as f:
             data = f.read()
         with deb.data_tar(data, where) as tar:
-            _Unpacker(root, p.name, owners, where).run(tar)
-        control[p.name] = deb.control_files(data, where)
+            unpacker = _Unpacker(root, p.name, owners, where)
+            unpacker.run(tar)
+        # The directories it ships, empty ones too (`packages` takes them as `dpkg -L` lists them), one a line.
+        control[p.name] = {**deb.control_files(data, where), "dirs": "\n".join(unpacker.dirs)}
     if ca_bundle(root):
         owners[CA_BUNDLE] = "ca-certificates"
     return owners, control
@@ -137,6 +139,7 @@ class _Unpacker:
         self.package = package
         self.owners = owners
         self.where = where
+        self.dirs: list[str] = []
 
     def host(self, path: str) -> str:
         """The host path of in-image `path` with every symlink of its parent directories resolved inside the
@@ -171,6 +174,7 @@ class _Unpacker:
                 continue
             dest = self.host(name)
             if member.isdir():
+                self.dirs.append(name)
                 if os.path.islink(dest) and os.path.isdir(dest):
                     continue  # a link to a directory stays, as with dpkg (merged /usr)
                 if not os.path.isdir(dest):

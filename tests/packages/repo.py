@@ -49,6 +49,7 @@ class Synthetic:
     modes: dict[str, int] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)  # path -> target
     hardlinks: dict[str, str] = field(default_factory=dict)  # path -> existing path of `files`
+    dirs: dict[str, int] = field(default_factory=dict)  # empty directories -> mode
     compression: str = "xz"
 
     def build(self, out: Path) -> Path:
@@ -64,6 +65,9 @@ class Synthetic:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             target.chmod(self.modes.get(path, 0o644))
+        for path, mode in self.dirs.items():
+            (stage / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            (stage / path.lstrip("/")).chmod(mode)
         for path, existing in self.hardlinks.items():
             os.link(stage / existing.lstrip("/"), stage / path.lstrip("/"))
         for path, target_text in self.symlinks.items():
