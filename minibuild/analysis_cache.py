@@ -12,9 +12,13 @@ The file is JSON that names values, never code (pickle would run whatever a plan
 header (what the analysis came from, the classes, labels and artifacts it uses) read and checked first, then the
 targets. Values are JSON where JSON has them; a tuple is `{"t": [...]}`, a dict `{"d": [k, v, ...]}`, a set or
 frozenset `{"s"|"f": [...]}`, a label or an artifact `{"L"|"A": index}` in the header's tables, and an instance of
-a dataclass (or pydantic model) `{"c": [class index, field values...]}`. On reading, a class is taken only from
+a dataclass (or pydantic model) `{"c": [class index, field values...]}`. An action's params object is
+`{"p": "<the same encoding, as text>"}`, read only when the action runs (`actions.DeferredParams`): a no-op build
+imports no params class, so not the rule modules and pydantic. The header also keeps the code digest of each action
+function, so a no-op reads no source file to key its actions. On reading, a class is taken only from
 minibuild, its rules, an installed plugin declaring rules or a rule file the workspace loads, and must still have
-the fields it was stored with; labels must parse, artifacts lie in the workspace or `.minibuild/out`, every action
+the fields it was stored with (a params class is checked when its action runs; the header's code digests make a
+change there a miss first); labels must parse, artifacts lie in the workspace or `.minibuild/out`, every action
 name a function of those modules. Anything else makes the file a miss: the build analyses again. A value no
 dataclass, pydantic model or JSON value can hold (analysis of a plugin with such params) is not stored.
 """
