@@ -30,7 +30,7 @@ from minibuild.image.params import (
     TreeParam,
     names,
 )
-from minibuild.image.runtime.accounts import AccountsSpec
+from minibuild.image.runtime.accounts import AccountsSpec, NewGroup, NewUser
 from minibuild.packages import installed, materialize
 from minibuild.packages.materialize import SysrootParams
 from minibuild.packages.spec import SysrootSpec
@@ -183,8 +183,14 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
     )
     owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),
                                  *(t.owner for t in a.trees)] if o})
-    accounts = AccountsSpec(user=a.user, users=tuple(a.users), groups=tuple(a.groups), owners=tuple(owners),
-                            ships_passwd=any(e.dest == "/etc/passwd" for e in files))
+    accounts = AccountsSpec(
+        user=a.user, users=tuple(u for u in a.users if isinstance(u, str)),
+        groups=tuple(g for g in a.groups if isinstance(g, str)), owners=tuple(owners),
+        ships_passwd=any(e.dest == "/etc/passwd" for e in files),
+        new_users=tuple(NewUser(u.name, u.uid, u.uid if u.gid is None else u.gid, u.home, u.shell, u.gecos,
+                                f"users[{i}]") for i, u in enumerate(a.users) if not isinstance(u, str)),
+        new_groups=tuple(NewGroup(g.name, g.gid, f"groups[{i}]") for i, g in enumerate(a.groups)
+                         if not isinstance(g, str)))
     return ClosureParams(paths=tuple(binaries), sysroot=sysroot, env=env, workdir=a.workdir or "/",
                          platform=platform, overlay=overlay, runtime=runtime, probe=probe, accounts=accounts,
                          loaded_before=tuple((lib, tuple(objs)) for lib, objs in sorted(a.loaded_before.items())))

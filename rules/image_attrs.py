@@ -6,9 +6,9 @@ The docstring under each attribute is its documentation (`minibuild rules`, the 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel
 from minibuild_rules.common import Mode, Size, image_path
@@ -20,6 +20,19 @@ def check_account(v: str, what: str) -> str:
     if v and not all(ACCOUNT.match(part) or part.isdigit() for part in v.split(":", 1)):
         raise ValueError(f'{what} `{v}` must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`')
     return v
+
+
+def account_name(v: str) -> str:
+    if not ACCOUNT.match(v):
+        raise ValueError(f"`{v}` must be an account name (`postgres`)")
+    return v
+
+
+def account_id(v: int) -> int:
+    if not 0 <= v <= 2**31 - 2:
+        raise ValueError(f"{v} is not a user or group id (0 to 2147483646)")
+    return v
+
 
 class FileSpec(Attrs):
     src: PathOrLabel
@@ -104,6 +117,72 @@ class TreeAttr(Attrs):
         return check_account(v, "owner")
 
 
+class UserAttr(Attrs):
+    name: str
+    """The account's name (`postgres`)."""
+    uid: int
+    """Its user id (`999`)."""
+    gid: int | None = None
+    """Its primary group's id: a group of `groups`, of the sysroot, or else a new group of the account's name;
+    unset: the uid."""
+    home: str = "/nonexistent"
+    """Its home directory (not created: give it a `dirs` entry if the program writes there)."""
+    shell: str = "/usr/sbin/nologin"
+    """Its login shell."""
+    gecos: str = ""
+    """The comment field (`PostgreSQL administrator`)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return account_name(v)
+
+    @field_validator("uid", "gid")
+    @classmethod
+    def _id(cls, v: int | None) -> int | None:
+        return v if v is None else account_id(v)
+
+    @field_validator("home", "shell")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or ":" in v or "\n" in v:
+            raise ValueError(f"`{v}` must be an absolute path without `:`")
+        return v
+
+    @field_validator("gecos")
+    @classmethod
+    def _gecos(cls, v: str) -> str:
+        if ":" in v or "\n" in v:
+            raise ValueError(f"gecos `{v}` cannot hold `:` or a line end")
+        return v
+
+
+class GroupAttr(Attrs):
+    name: str
+    """The group's name (`postgres`)."""
+    gid: int
+    """Its group id (`999`)."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return account_name(v)
+
+    @field_validator("gid")
+    @classmethod
+    def _id(cls, v: int) -> int:
+        return account_id(v)
+
+
+def _name_or_table(v: object) -> str:
+    return "table" if isinstance(v, dict | Attrs) else "name"
+
+
+# A name of the sysroot's database, or a table declaring an account: errors speak of the form that was given.
+UserEntry = Annotated[Annotated[str, Tag("name")] | Annotated[UserAttr, Tag("table")], Discriminator(_name_or_table)]
+GroupEntry = Annotated[Annotated[str, Tag("name")] | Annotated[GroupAttr, Tag("table")], Discriminator(_name_or_table)]
+
+
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?\Z")  # a Debian package name, an architecture maybe
 
 
@@ -144,10 +223,13 @@ class ImageAttrs(Attrs):
     user: str = ""
     """The account processes run as: a name of the sysroot's `/etc/passwd` (`"www-data"`, copied with its group),
     `"NAME:GROUP"`, `"UID:GID"` (an entry generated), or `"nonroot"` (uid/gid 65532)."""
-    users: list[str] = []
-    """More accounts of the sysroot's `/etc/passwd` the program switches to (`["www-data"]`), with their groups."""
-    groups: list[str] = []
-    """More groups of the sysroot's `/etc/group` (`["adm"]`)."""
+    users: list[UserEntry] = []
+    """More accounts the program switches to: names of the sysroot's `/etc/passwd` (`"www-data"`), copied with
+    their groups, or accounts declared with their ids (`{ name = "postgres", uid = 999, gid = 999, home =
+    "/var/lib/postgresql" }`, as a maintainer script's `adduser` makes them); `user` and `owner` may name either."""
+    groups: list[GroupEntry] = []
+    """More groups: names of the sysroot's `/etc/group` (`"adm"`), or groups declared with their id (`{ name =
+    "postgres", gid = 999 }`)."""
     dirs: list[DirAttr] = []
     """Directories created empty with an owner and mode: `{ path = "/var/lib/app", owner = "www-data",
     mode = "0750" }` (a directory the image has anyway takes them too)."""
@@ -234,8 +316,12 @@ class ImageAttrs(Attrs):
 
     @field_validator("users", "groups")
     @classmethod
-    def _accounts(cls, v: list[str]) -> list[str]:
-        for name in v:
+    def _accounts(cls, v: list[str | UserAttr] | list[str | GroupAttr]) -> list[str | UserAttr] | list[str | GroupAttr]:
+        names = [x if isinstance(x, str) else x.name for x in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"`{twice[0]}` is listed twice")
+        for name in (x for x in v if isinstance(x, str)):
             if not ACCOUNT.match(name):
                 raise ValueError(f"`{name}` must be an account name of the sysroot (`www-data`), not a number or a "
                                  "path")

@@ -18,6 +18,7 @@ from minibuild.errors import BuildError
 from minibuild.executor import ActionRun
 from minibuild.image.documents import image_files, read_json, write_json
 from minibuild.image.params import LayersParams
+from minibuild.image.runtime.accounts import merge_with_base
 from minibuild.image.runtime.dpkg_status import Owners
 from minibuild.image.runtime.shell import shell_warning
 from minibuild.image.secrets import SecretWatch
@@ -72,9 +73,12 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
             run.warn(f"`{f.dest}` of {f.origin} replaces the one minibuild generates from `user`, `users` and "
                      "`groups` (docs/runtime.md)")
     # What the base image already has, byte for byte, is not written again.
-    base_layers = read_json(run.input(p.base_layers))["layers"] if p.base_layers is not None else []
+    base = read_json(run.input(p.base_layers)) if p.base_layers is not None else {}
+    base_layers = base.get("layers", [])
     below = {f["path"]: f for f in image_files({"layers": base_layers})}
     _keep_base_accounts(tree, below)
+    if base.get("accounts") and p.base_layers is not None:
+        _merge_base_accounts(tree, base["accounts"], str(p.base_layers.owner))
     warnings = list(closure.get("warnings", []))
     shell = shell_warning(closure.get("shell_importers", {}), lambda path: _holds(tree, below, path))
     if shell is not None:
@@ -116,6 +120,8 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
         "max_size": p.max_size,
         # The config's User as numbers, when `user` names an account (a name cannot be checked by runAsNonRoot).
         "user": closure.get("accounts", {}).get("user", ""),
+        # The image's /etc/passwd and /etc/group as they end up, for an image built on this one.
+        "accounts": _account_texts(tree, base.get("accounts") or {}),
     })
 
 
@@ -169,6 +175,38 @@ def _keep_base_accounts(tree: ImageTree, below: dict[str, Any]) -> None:
     if all(e is not None and e.origin == GENERATED and e.data in ROOT_ONLY and e.path in below for e in generated):
         for path in ACCOUNT_FILES:
             del tree.entries[path]
+
+
+def _merge_base_accounts(tree: ImageTree, base: dict[str, str], base_label: str) -> None:
+    """The generated /etc/passwd and /etc/group of an image that declares accounts, on a base that has them: the
+    base's accounts and the image's (docs/runtime.md, "accounts")."""
+    generated = {path: tree.entries.get(path) for path in ACCOUNT_FILES}
+    own = {path.rsplit("/", 1)[1]: (e.data or b"").decode() for path, e in generated.items()
+           if e is not None and e.origin == GENERATED}
+    if len(own) < len(ACCOUNT_FILES):
+        return  # kept from the base, or shipped with `files`: nothing generated to merge
+    merged = merge_with_base(base, own, base_label)
+    for path, entry in generated.items():
+        assert entry is not None
+        kind = path.rsplit("/", 1)[1]
+        names = ", ".join(line.split(":", 1)[0] for line in merged[kind].splitlines())
+        tree.entries[path] = dataclasses.replace(entry, data=merged[kind].encode(),
+                                                 reason=f"{'users' if kind == 'passwd' else 'groups'} ({names})")
+
+
+def _account_texts(tree: ImageTree, base: dict[str, str]) -> dict[str, str]:
+    """What the image's /etc/passwd and /etc/group hold: generated, shipped with `files`, or the base's."""
+    out = {}
+    for path in ACCOUNT_FILES:
+        kind, entry = path.rsplit("/", 1)[1], tree.entries.get(path)
+        if entry is not None and entry.data is not None:
+            out[kind] = entry.data.decode(errors="replace")
+        elif entry is not None and entry.source is not None and entry.kind == "file":
+            with open(entry.source, encoding="utf-8", errors="replace") as f:
+                out[kind] = f.read()
+        elif kind in base:
+            out[kind] = base[kind]
+    return out
 
 
 def _layer_file(group: str) -> str:

@@ -9,7 +9,7 @@ instead. Lines are copied as they are (uid, gid, home, shell); a group keeps onl
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from minibuild.elf.sysroot import Sysroot
@@ -23,6 +23,32 @@ NONROOT_GROUP = "nonroot:x:65532:"
 
 
 @dataclass(frozen=True)
+class NewUser:
+    """An account the image declares with its ids (`users = [{ name, uid, gid, home, shell }]`), as a maintainer
+    script's `adduser --system` makes it on Debian; `origin` (`users[1]`) names it in messages."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str = "/nonexistent"
+    shell: str = "/usr/sbin/nologin"
+    gecos: str = ""
+    origin: str = ""
+
+    def fields(self) -> list[str]:
+        return [self.name, "x", str(self.uid), str(self.gid), self.gecos, self.home, self.shell]
+
+
+@dataclass(frozen=True)
+class NewGroup:
+    """A group the image declares with its id (`groups = [{ name, gid }]`)."""
+
+    name: str
+    gid: int
+    origin: str = ""
+
+
+@dataclass(frozen=True)
 class AccountsSpec:
     """`user`, `users`, `groups` and owners as the BUILD file says them; `ships_passwd`: the image's own
     /etc/passwd replaces the generated one, so `user` and `users` are left for it to resolve at run time."""
@@ -31,6 +57,8 @@ class AccountsSpec:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()  # every `owner` of `files` and `dirs`: named accounts are added too
+    new_users: tuple[NewUser, ...] = ()  # accounts declared with their ids, not copied from the sysroot
+    new_groups: tuple[NewGroup, ...] = ()
     ships_passwd: bool = False
     package_sysroot: bool = False  # for the hint when the sysroot has no account database
 
@@ -78,6 +106,49 @@ class _Database:
 
     def by_id(self, number: int) -> list[str] | None:
         return next((f for f in self.lines.values() if f[2] == str(number)), None)
+
+    def where(self) -> str:
+        return f"`{self.path}` of sysroot `{self.sysroot}`"
+
+
+def _declare(spec: AccountsSpec, passwd: dict[str, list[str]], group: dict[str, list[str]],
+             db: Callable[[str], _Database]) -> None:
+    """Add the declared groups, then the declared users (each with its primary group: a declared one, the
+    sysroot's of that gid, or a new one of its own name, as `adduser --system --group` makes). A name or id
+    another declared account or the sysroot's database already has is an error naming both."""
+
+    origins: dict[str, dict[str, str]] = {"passwd": {}, "group": {}}  # declared so far: name -> origin
+
+    def check(kind: str, table: dict[str, list[str]], name: str, number: int, what: str) -> None:
+        noun, idname = ("account", "uid") if kind == "passwd" else ("group", "gid")
+        declared = origins[kind]
+        taken = [(f, f"`{declared[f[0]]}`" if f[0] in declared else "the image") for f in table.values()]
+        taken += [(f, db(kind).where()) for f in db(kind).lines.values()]
+        for fields, where in taken:
+            if fields[0] == name or fields[2] == str(number):
+                same = f"`{name}`" if fields[0] == name else f"{idname} {number}"
+                copy = f', or name the sysroot\'s as a string (`"{name}"`) to copy it' if fields[0] == name \
+                    and where.startswith("`/") else ""
+                raise InputError(f"{what} declares the {noun} `{name}` with {idname} {number}, but {same} is "
+                                 f"already `{fields[0]}` ({idname} {fields[2]}) of {where}",
+                                 hint=f"give the {noun} a name and {idname} of its own{copy}")
+
+    for g in spec.new_groups:
+        check("group", group, g.name, g.gid, f"`{g.origin or 'groups'}`")
+        group[g.name] = [g.name, "x", str(g.gid), ""]
+        origins["group"][g.name] = g.origin or "groups"
+    for u in spec.new_users:
+        check("passwd", passwd, u.name, u.uid, f"`{u.origin or 'users'}`")
+        passwd[u.name] = u.fields()
+        origins["passwd"][u.name] = u.origin or "users"
+        if any(f[2] == str(u.gid) for f in group.values()):
+            continue
+        found = db("group").by_id(u.gid)
+        if found is None:
+            check("group", group, u.name, u.gid, f"`{u.origin or 'users'}` (for the account's primary group)")
+            found = [u.name, "x", str(u.gid), ""]
+            origins["group"][u.name] = u.origin or "users"
+        group.setdefault(found[0], found)
 
 
 def plan_accounts(fs: Sysroot, spec: AccountsSpec, sysroot_name: str) -> Accounts:
@@ -136,6 +207,10 @@ def plan_accounts(fs: Sysroot, spec: AccountsSpec, sysroot_name: str) -> Account
             add_group_by_gid(gid, f"group{gid}")
         return uid, gid
 
+    if spec.ships_passwd and (spec.new_users or spec.new_groups):
+        raise InputError("`users` or `groups` declares accounts, but the image ships its own /etc/passwd, which "
+                         "would replace them", hint="declare the accounts in the shipped file instead")
+    _declare(spec, passwd, group, db)
     run_as = ""
     if not spec.ships_passwd:
         for name in spec.users:
@@ -150,3 +225,38 @@ def plan_accounts(fs: Sysroot, spec: AccountsSpec, sysroot_name: str) -> Account
     return Accounts(passwd="".join(":".join(f) + "\n" for f in passwd.values()),
                     group="".join(line + "\n" for line in lines), user=run_as,
                     owners={text: (int(uid), int(gid)) for text, (uid, gid) in owners.items()})
+
+
+def merge_with_base(base: Mapping[str, str], own: Mapping[str, str], base_label: str) -> dict[str, str]:
+    """The /etc/passwd and /etc/group texts of an image on a base that declares accounts: the base's lines, then
+    the image's own that the base lacks. The same name with other ids, or the same id under another name, is an
+    error naming both lines; the same account written alike (root, a sysroot account both copied) is kept once,
+    as the base has it, and a group's members are those of both."""
+    out = {}
+    for kind in ("passwd", "group"):
+        noun, idname = ("account", "uid") if kind == "passwd" else ("group", "gid")
+        rows = {f[0]: f for f in _rows(base.get(kind, ""), kind)}
+        for fields in _rows(own.get(kind, ""), kind):
+            same_name = rows.get(fields[0])
+            same_id = next((f for f in rows.values() if f[2] == fields[2]), None)
+            other = same_name or same_id
+            if other is None:
+                rows[fields[0]] = fields
+                continue
+            ids = slice(2, 4 if kind == "passwd" else 3)  # uid and gid; a group's gid
+            if other[0] != fields[0] or other[ids] != fields[ids]:
+                raise InputError(f"the image's {noun} `{':'.join(fields)}` clashes with `{':'.join(other)}` of the "
+                                 f"/etc/{kind} of its base `{base_label}`",
+                                 hint=f"use the base's {noun} (name it, or declare it with the base's {idname}), or "
+                                      f"give this one a name and {idname} of its own")
+            if kind == "group":
+                members = [m for m in other[3].split(",") if m]
+                members += [m for m in fields[3].split(",") if m and m not in members]
+                other[3] = ",".join(members)
+        out[kind] = "".join(":".join(f) + "\n" for f in rows.values())
+    return out
+
+
+def _rows(text: str, kind: str) -> list[list[str]]:
+    rows = [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+    return [f for f in rows if len(f) >= (7 if kind == "passwd" else 4)]
