@@ -97,7 +97,7 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
             fs.note_probe(path)
             if stat.S_ISLNK(st.st_mode):  # os.walk lists links to directories as directories
                 if not spec.include or keep(path, rel, rel_dir):
-                    _add_link(fs, path, os.readlink(full), top, reason, plan, spec.include)
+                    _add_link(fs, path, os.readlink(full), top, reason, plan, spec)
                 continue
             if not spec.include or keep(path, rel, rel_dir):
                 inside.add(rel)
@@ -117,7 +117,7 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
             fs.note_probe(path)
             st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):
-                _add_link(fs, path, os.readlink(full), top, reason, plan, spec.include)
+                _add_link(fs, path, os.readlink(full), top, reason, plan, spec)
             elif stat.S_ISREG(st.st_mode):
                 _add_file(fs, path, st, reason, plan)
     return True
@@ -133,14 +133,14 @@ def parent_chain(path: str, top: str) -> list[str]:
     return out[::-1]
 
 
-def _add_link(fs: Sysroot, path: str, target: str, top: str, reason: str, plan: RuntimePlan,
-              include: tuple[str, ...] = ()) -> None:
+def _add_link(fs: Sysroot, path: str, target: str, top: str, reason: str, plan: RuntimePlan, spec: TreeSpec) -> None:
     plan.add(TreeEntry(path, "symlink", 0o777, reason, target=target))
     look = fs.lookup(path)
     real = look.realpath
     if real is None:
-        plan.warnings.append(f"`{path}` (in {reason}) is a broken symlink in the sysroot; copied as it is")
-    elif include or not (real == top or real.startswith(top + "/")):
+        if (path, target) not in spec.dangling:
+            plan.warnings.append(f"`{path}` (in {reason}) is a broken symlink in the sysroot; copied as it is")
+    elif spec.include or not (real == top or real.startswith(top + "/")):
         # The link leads out of the tree (Debian: python3.11/sitecustomize.py -> /etc/python3.11/...), or to a part
         # of it `include` leaves out.
         copy_path(fs, path, f"target of {path}", plan)

@@ -25,6 +25,8 @@ class TreeSpec:
     exclude: tuple[str, ...] = ()
     reason: str = ""
     include: tuple[str, ...] = ()  # when given, only what matches (or lies below a directory that matches)
+    # (link path, target) pairs whose target may be missing, as on the system the tree comes from: no warning
+    dangling: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ from minibuild.image.runtime.copy import copy_path, copy_tree
 from minibuild.image.runtime.model import RuntimePlan, TreeSpec
 
 ZONEINFO = "/usr/share/zoneinfo"
+# Debian's tzdata ships `localtime -> /etc/localtime`, which the system's configuration makes (and a package
+# sysroot lacks): kept dangling, as on Debian, without a warning; /etc/localtime in `files` makes it a zone.
+LOCALTIME_LINK = (f"{ZONEINFO}/localtime", "/etc/localtime")
 _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-/.]*")
 
 
@@ -27,7 +30,7 @@ def zone_of(tz: str | None) -> str | None:
 
 def plan_tzdata(plan: RuntimePlan, fs: Sysroot, *, want: bool | tuple[str, ...] | None, tz: str | None) -> None:
     if want is True:
-        if not copy_tree(fs, TreeSpec(ZONEINFO, (), "time zones (tzdata = true)"), plan):
+        if not copy_tree(fs, TreeSpec(ZONEINFO, (), "time zones (tzdata = true)", dangling=(LOCALTIME_LINK,)), plan):
             raise InputError(f"`tzdata = true` but `{ZONEINFO}` is not in sysroot `{fs.root}`",
                              hint="install tzdata in the sysroot")
         return
