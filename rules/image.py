@@ -178,8 +178,8 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         tzdata=names(a.tzdata), terminfo=names(a.terminfo), libgcc_s=a.libgcc_s, python_stdlib=a.python_stdlib,
         python_packages=tuple(a.python_packages), gconv=names(a.gconv), locales=names(a.locales),
         trees=tuple(TreeParam(t.src, tuple(t.exclude), tuple(t.include)) for t in a.trees),
-        packages=tuple(PackageParam(p.name, p.docs) for p in a.packages), sysroot_files=sysroot_files(ctx),
-        shell=a.shell,
+        packages=tuple(PackageParam(p.name, p.docs, tuple(p.exclude)) for p in a.packages),
+        sysroot_files=sysroot_files(ctx), shell=a.shell,
     )
     owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),
                                  *(t.owner for t in a.trees)] if o})

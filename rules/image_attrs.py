@@ -191,12 +191,24 @@ class PackageAttr(Attrs):
     """The package (`postgresql-15`; `NAME:ARCH` for one architecture of a multiarch package)."""
     docs: bool = False
     """Keep its documentation, man and info pages and translations (`/usr/share/{doc,man,info,locale}`)."""
+    exclude: list[str] = []
+    """Paths left out, as `trees`' `exclude`: names (`bitcode`: any file or directory so named, with everything
+    below it) or absolute paths (`/usr/lib/postgresql/15/lib/llvmjit*`); `*` matches across `/`."""
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not PACKAGE.match(v):
             raise ValueError(f"`{v}` must be a Debian package name (`nginx-common`, `libc6:amd64`)")
+        return v
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            if not pattern or ("/" in pattern and not pattern.startswith("/")) or pattern == "/":
+                raise ValueError(f"exclude pattern `{pattern}` must be a name (`bitcode`, `*.a`) or an absolute path "
+                                 "(`/usr/lib/postgresql/15/lib/llvmjit*`)")
         return v
 
 
@@ -285,7 +297,8 @@ class ImageAttrs(Attrs):
     packages: list[PackageAttr] = []
     """Debian packages of the sysroot whose files the image takes, as its package database lists them (dpkg's
     `info/*.list`, or the lock's), every ELF file with its closure, without `/usr/share/{doc,man,info,locale}`:
-    `["nginx-common"]`, or `{ name = "postgresql-15", docs = true }` to keep those."""
+    `["nginx-common"]`, or `{ name = "postgresql-15", docs = true, exclude = ["bitcode"] }` to keep those and
+    leave out more."""
     shell: bool | None = None
     """The sysroot's `/bin/sh` (its link followed: dash) with its closure; unset: a warning when something imports
     `popen` or `system` and the image has no `/bin/sh`; false: no warning."""

@@ -54,7 +54,7 @@ def _runtime_options(run: ActionRun[ClosureParams], rt: RuntimeParams) -> runtim
         python_stdlib=rt.python_stdlib, python_packages=tuple(rt.python_packages),
         trees=tuple(runtime.TreeSpec(t.src, tuple(t.exclude), "tree", tuple(t.include)) for t in rt.trees),
         env=tuple(sorted(run.params.env.items())),
-        packages=tuple(PackageFiles(pkg.name, (run.params.package_paths or {})[pkg.name], pkg.docs)
+        packages=tuple(PackageFiles(pkg.name, (run.params.package_paths or {})[pkg.name], pkg.docs, pkg.exclude)
                        for pkg in rt.packages),
         sysroot_files=tuple((f.src, f.dest, f.origin) for f in rt.sysroot_files), sysroot_name=run.params.sysroot,
         shell=rt.shell,

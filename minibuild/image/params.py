@@ -59,6 +59,7 @@ class PackageParam:
 
     name: str
     docs: bool = False  # keep /usr/share/doc, man, info and locale
+    exclude: tuple[str, ...] = ()  # names or absolute paths left out, as `trees`' exclude
 
 
 @dataclass(frozen=True)

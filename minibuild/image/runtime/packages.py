@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from minibuild.elf.sysroot import Sysroot
 from minibuild.entry import TreeEntry
-from minibuild.image.runtime.copy import copy_path
+from minibuild.image.runtime.copy import copy_path, excluded
 from minibuild.image.runtime.model import RuntimePlan
 
 # What `docs = false` leaves out: documentation, man and info pages, message catalogs.
@@ -26,18 +26,36 @@ class PackageFiles:
     name: str  # as the BUILD file names it (`nginx-common`, `libc6:amd64`)
     paths: tuple[str, ...]  # as the package database lists them (directories, files, links)
     docs: bool = False
+    exclude: tuple[str, ...] = ()  # names or absolute paths (fnmatch), as `trees`' exclude
 
 
 def is_doc(path: str) -> bool:
     return any(path == d or path.startswith(d + "/") for d in DOC_DIRS)
 
 
+def left_out(path: str, patterns: tuple[str, ...]) -> str | None:
+    """The pattern that leaves `path` out: one matching it or a directory above it (a name pattern matches the
+    last part, an absolute one the whole path), as `trees`' exclude does below its `src`."""
+    parts = path.strip("/").split("/")
+    for i in range(len(parts), 0, -1):
+        rel = "/".join(parts[:i])
+        found = next((p for p in patterns if excluded(rel if "/" in p else parts[i - 1], (p,))), None)
+        if found is not None:
+            return found
+    return None
+
+
 def plan_packages(out: RuntimePlan, fs: Sysroot, packages: tuple[PackageFiles, ...]) -> None:
     for pkg in packages:
         reason = REASON + pkg.name
         missing = []
+        used = set()
         for path in pkg.paths:
             if not pkg.docs and is_doc(path):
+                continue
+            pattern = left_out(path, pkg.exclude)
+            if pattern is not None:
+                used.add(pattern)
                 continue
             if not _add(out, fs, path, reason):
                 missing.append(path)
@@ -45,6 +63,8 @@ def plan_packages(out: RuntimePlan, fs: Sysroot, packages: tuple[PackageFiles, .
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             out.warnings.append(f"package `{pkg.name}` lists `{missing[0]}`{more}, absent from sysroot `{fs.root}`; "
                                 "left out")
+        for pattern in (p for p in pkg.exclude if p not in used):
+            out.warnings.append(f"`exclude` pattern `{pattern}` of package `{pkg.name}` matches none of its paths")
 
 
 def _add(out: RuntimePlan, fs: Sysroot, path: str, reason: str) -> bool:
