@@ -18,6 +18,7 @@ from minibuild.errors import MinibuildError
 from minibuild.image.documents import image_files, read_json
 from minibuild.packages import sources
 from minibuild.packages.installed import PackageSysroot
+from minibuild.reports.sbom import deb_url
 
 BUILD_TYPE = "urn:minibuild:image-build:v1"
 DEFAULT_BUILDER_ID = "urn:minibuild:builder:local"
@@ -104,6 +105,8 @@ def _debs(root: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
         mirror: str | None = sysroot.url or sources.mirror_for(sysroot.suite)
     except MinibuildError:
         mirror = None  # no download location; the digests stand
+    # A private mirror's `user:token@` (the sysroot's url, an apt source) is not published in a signed statement.
+    mirror = _without_credentials(mirror) if mirror else None
     out = []
     for pkg in sorted(sysroot.packages.values(), key=lambda p: p.name):
         if pkg.deb is None:
@@ -111,8 +114,9 @@ def _debs(root: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"name": os.path.basename(pkg.deb.path), "digest": {"sha256": pkg.deb.sha256},
                                 "annotations": {"platform": entry["platform"], "package": pkg.name,
                                                 "version": pkg.version, "purl": pkg.purl}}
-        if mirror:
-            item["uri"] = f"{mirror.rstrip('/')}/{pkg.deb.path}"
+        url = deb_url(pkg, mirror)
+        if url:
+            item["uri"] = url
         out.append(item)
     return out
 

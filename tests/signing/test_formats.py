@@ -23,6 +23,7 @@ from minibuild.oci.attestation import (
 )
 from minibuild.oci.signing import sign_payload
 from minibuild.oci.spec import descriptor_for
+from minibuild.reports import provenance
 from minibuild.reports.provenance import _without_credentials
 
 DIGEST = "sha256:" + "ab" * 32
@@ -86,6 +87,17 @@ def test_remote_urls_lose_their_credentials():
     assert _without_credentials("https://ci:tok@git.example.invalid/x.git") == "https://git.example.invalid/x.git"
     assert _without_credentials("git@github.com:team/x.git") == "git@github.com:team/x.git"
     assert _without_credentials("https://git.example.invalid/x.git") == "https://git.example.invalid/x.git"
+
+
+def test_a_private_mirrors_credentials_are_not_in_the_provenance(tmp_path):
+    doc = {"name": "private", "architecture": "amd64", "suite": "bookworm", "tree": "t",
+           "url": "https://ci:mirror-token@apt.example.invalid/debian/",
+           "packages": [{"name": "sed", "version": "4.9-1", "architecture": "amd64", "source": "sed",
+                         "path": "pool/main/s/sed/sed_4.9-1_amd64.deb", "size": 1, "sha256": "ab" * 32}]}
+    (tmp_path / "sysroot.json").write_text(json.dumps(doc))
+    [deb] = provenance._debs(str(tmp_path), {"platform": "linux/amd64", "sysroot_document": "sysroot.json"})
+    assert deb["uri"] == "https://apt.example.invalid/debian/pool/main/s/sed/sed_4.9-1_amd64.deb"
+    assert "mirror-token" not in json.dumps(deb)
 
 
 def test_a_build_and_an_unsigned_push_setup_never_import_cryptography(signing_ws):
