@@ -61,4 +61,5 @@ def test_bad_signing_settings_are_refused_before_the_build(configured, cli, regi
     write('key = "missing.key"\n')
     r = cli("push", "//img:a", "--to", f"{registry}/minibuild-test/never:1", cwd=root, env=password_env())
     assert r.returncode == 2 and "cannot read the private key" in r.stderr and "pushing" not in r.stderr
+    assert "--> workspace.toml:5, attribute `signing.key`" in r.stderr and "hint: " in r.stderr
     assert json.dumps(r.stderr).count("Traceback") == 0

@@ -64,7 +64,15 @@ def signing_plan(args: argparse.Namespace) -> SigningPlan | None:
     from minibuild.cli.commands.keygen import signing_password
     from minibuild.oci.signing import load_private_key
 
-    key = load_private_key(key_path, lambda: signing_password(confirm=False))
+    try:
+        key = load_private_key(key_path, lambda: signing_password(confirm=False))
+    except InputError as exc:
+        if args.sign or exc.origin is not None:
+            raise
+        # The key came from workspace.toml: say where it is named.
+        raise InputError(exc.message, origin=workspace.config_origin(("signing", "key")), causes=exc.causes,
+                         hint=exc.hint or "a path relative to the workspace root; `minibuild keygen` makes a "
+                                          "key pair") from None
     return SigningPlan(key, key_path, attach or config.attach, config.builder_id, workspace.config.workspace.name)
 
 
