@@ -87,6 +87,24 @@ def test_unsigned_image_is_refused(signing_ws, keys, cli):
     assert "Traceback" not in r.stderr
 
 
+def test_verify_usage_errors_are_exit_2_before_any_check(signing_ws, keys, cli, registry):
+    unknown = f"{registry}/minibuild-test/signing-never-pushed:1"
+    cases = {
+        ("http://" + unknown, str(keys.public)): ("is not a valid image reference", "registry[:port]/name[:tag]"),
+        (f"{unknown.rsplit(':', 1)[0]}@sha256:abc", str(keys.public)): ("is not a `sha256:<64 hex>` digest", None),
+        (unknown, str(signing_ws / "absent.pub")): ("cannot read the public key", None),
+        (unknown, str(keys.private)): ("is not a PEM public key", "the `.pub` file"),
+    }
+    for (reference, key), (message, hint) in cases.items():
+        r = cli("verify", reference, "--key", key, cwd=signing_ws)
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 2 and message in said and "Traceback" not in said, (reference, key, r.stderr)
+        assert "--to" not in said  # push's option: verify has none
+        assert hint is None or hint in said, (reference, key, r.stderr)
+    r = cli("verify", unknown, "--key", str(keys.public), cwd=signing_ws)
+    assert r.returncode == 1 and f"no image `{unknown}` in the registry" in r.stderr, r.stderr
+
+
 def test_wrong_key_is_refused(signing_ws, keys, cli, tmp_path):
     pushed = push_signed(signing_ws, "//img:a", keys.private)
     stranger = keygen(tmp_path, "stranger")

@@ -99,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
     name, _, digest = args.reference.partition("@")
     if digest and not is_digest(digest):
         raise InputError(f"`{digest}` in `{args.reference}` is not a `sha256:<64 hex>` digest")
-    ref = registry.parse_reference(name)
+    try:
+        ref = registry.parse_reference(name)
+    except InputError as exc:  # its hint is push's (`--to`)
+        raise InputError(exc.message, hint="write it as `registry[:port]/name[:tag]` or "
+                                           "`registry[:port]/name@sha256:<hex>`, e.g. `127.0.0.1:5000/demo/bash:1`") \
+            from None
     key = load_public_key(args.key)
     required = tuple(dict.fromkeys(_TYPES[t] for t in args.types))
     credentials, warnings = registry.load_credentials(ref.registry)
