@@ -23,6 +23,7 @@ from minibuild.errors import InputError
 from minibuild.label import Label
 from minibuild.rule import Attrs, LabelAttr, RuleContext, rule
 from minibuild_rules.common import Mode, image_path
+from minibuild_rules.image_attrs import check_account
 from minibuild_rules.providers import ImageInfo
 from minibuild_rules.test_providers import CommandCheck, FileCheck, ImageTestInfo, MetadataCheck
 
@@ -69,21 +70,32 @@ class FileSpec(Attrs):
     path: str
     """An absolute path in the image."""
     exists: bool = True
-    """`false`: the check passes when the path is absent (then no `mode` or `contains`)."""
+    """`false`: the check passes when the path is absent (then no `mode`, `contains` or `owner`)."""
     mode: Mode | None = None
     """The permission bits expected, an octal string such as `"0644"` or `"4755"`."""
     contains: Regex | None = None
     """A regular expression the file's content must match (regular files only)."""
+    owner: str | None = None
+    """Who owns it, as the engine's archive header says: `"NAME"` (the account and its primary group), `"NAME:GROUP"`
+    (names of the image's own /etc/passwd and /etc/group), `"UID"` (`UID:UID`) or `"UID:GID"`."""
 
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
         return image_path(v, "path")
 
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str | None) -> str | None:
+        if v is not None and not v:
+            raise ValueError('owner must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`, not empty')
+        return v if v is None else check_account(v, "owner")
+
     @model_validator(mode="after")
     def _absent(self) -> FileSpec:
-        if not self.exists and (self.mode is not None or self.contains is not None):
-            raise ValueError("a path expected not to exist (`exists = false`) cannot have `mode` or `contains`")
+        if not self.exists and (self.mode is not None or self.contains is not None or self.owner is not None):
+            raise ValueError("a path expected not to exist (`exists = false`) cannot have `mode`, `contains` or "
+                             "`owner`")
         return self
 
 
@@ -108,7 +120,7 @@ class ImageTestAttrs(Attrs):
     commands: list[CommandSpec] = []
     """Commands, each run in a new container, and how each must end: `{ args, exit_code, stdout, ... }`."""
     files: list[FileSpec] = []
-    """Paths checked in the image's file system: `{ path, exists, mode, contains }`."""
+    """Paths checked in the image's file system: `{ path, exists, mode, contains, owner }`."""
     metadata: MetadataSpec | None = None
     """Fields of the image config to compare (only those given are checked)."""
 
@@ -140,7 +152,7 @@ def _image_test_impl(ctx: RuleContext[ImageTestAttrs]) -> list[object]:
         )
         for c in a.commands
     )
-    files = tuple(FileCheck(f.path, f.exists, f.mode, f.contains) for f in a.files)
+    files = tuple(FileCheck(f.path, f.exists, f.mode, f.contains, f.owner) for f in a.files)
     m = a.metadata
     metadata = None if m is None else MetadataCheck(
         entrypoint=tuple(m.entrypoint) if m.entrypoint is not None else None,

@@ -23,12 +23,14 @@ class CommandCheck:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """A path in the image's file system: whether it exists, its permission bits, a regex its content matches."""
+    """A path in the image's file system: whether it exists, its permission bits, a regex its content matches, its
+    owner."""
 
     path: str
     exists: bool
     mode: int | None
     contains: str | None
+    owner: str | None = None  # "NAME", "NAME:GROUP", "UID" or "UID:GID", names of the image's own files
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ metadata = { user = "" }
 @pytest.mark.parametrize(("body", "needle"), [
     ('commands = [{ args = ["x"], stdot = "ok" }]', "unknown attribute `commands[0].stdot`"),
     ('files = [{ path = "etc/passwd" }]', "must be an absolute path"),
-    ('files = [{ path = "/x", exists = false, mode = "0644" }]', "cannot have `mode` or `contains`"),
+    ('files = [{ path = "/x", exists = false, mode = "0644" }]', "cannot have `mode`, `contains` or `owner`"),
     ('metadata = { entrypiont = [] }', "unknown attribute `metadata.entrypiont`"),
     ('commands = [{ args = ["x"], timeout = 0 }]', "timeout is a positive number"),
     ("", "needs at least one of `commands`, `files` or `metadata`"),

@@ -220,10 +220,11 @@ def _check_files(api: Any, image_id: str, files: Sequence[Any]) -> list[CheckRes
                 for i, f in enumerate(files)]
     try:
         out = []
+        accounts: dict[str, dict[str, tuple[int, int]]] = {}  # the image's /etc/passwd and /etc/group, read once
         for i, f in enumerate(files):
             begun = time.monotonic()
             try:
-                passed, message = _check_file(api, container, f)
+                passed, message = _check_file(api, container, f, accounts)
             except Exception as exc:  # noqa: BLE001
                 passed, message = False, f"reading `{f.path}` from the container failed: {_engine_error(exc)}"
             out.append(CheckResult(f"files[{i}]", f.path, passed, message, time.monotonic() - begun))
@@ -233,7 +234,8 @@ def _check_files(api: Any, image_id: str, files: Sequence[Any]) -> list[CheckRes
             api.remove_container(container, force=True)
 
 
-def _check_file(api: Any, container: str, check: Any) -> tuple[bool, str]:
+def _check_file(api: Any, container: str, check: Any, accounts: dict[str, dict[str, tuple[int, int]]]
+                ) -> tuple[bool, str]:
     path, stat, stream = _stat(api, container, check.path)
     if stat is None:
         return (not check.exists), ("absent" if not check.exists else "does not exist")
@@ -248,19 +250,30 @@ def _check_file(api: Any, container: str, check: Any) -> tuple[bool, str]:
     problems = []
     if check.mode is not None and mode != check.mode:
         problems.append(f"mode {mode:04o}, expected {check.mode:04o}")
+    read = check.contains is not None and kind != "directory" and int(stat.get("size", 0)) <= _MAX_CONTENT
+    header, data = _first_member(stream, read=read)
+    owner = f"{header.uid}:{header.gid}" if header is not None else "?"
+    if check.owner is not None:
+        if not accounts:
+            accounts.update(_image_accounts(api, container))
+        expected = _owner_ids(check.owner, accounts)
+        if isinstance(expected, str):
+            problems.append(expected)
+        elif header is None or (header.uid, header.gid) != expected:
+            problems.append(f"owner {owner}, expected {expected[0]}:{expected[1]} (`{check.owner}`)")
     if check.contains is not None:
         if kind == "directory":
             problems.append("is a directory, so it has no content to match")
-        elif int(stat.get("size", 0)) > _MAX_CONTENT:
+        elif not read:
             problems.append(f"is larger than {_MAX_CONTENT >> 20} MiB; its content is not checked")
         else:
-            content = _first_member(stream).decode("utf-8", "replace")
+            content = data.decode("utf-8", "replace")
             if not _matches(check.contains, content):
                 expected = "to be empty" if check.contains == "" else f"to match `{check.contains}`"
                 problems.append(f"content {_excerpt(content)} expected {expected}")
     if problems:
         return False, "; ".join(problems) + via
-    return True, f"{kind}, mode {mode:04o}{via}"
+    return True, f"{kind}, mode {mode:04o}, owner {owner}{via}"
 
 
 def _stat(api: Any, container: str, path: str) -> tuple[str, dict[str, Any] | None, Any]:
@@ -284,12 +297,67 @@ def _stat(api: Any, container: str, path: str) -> tuple[str, dict[str, Any] | No
     return path, None, None
 
 
-def _first_member(stream: Any) -> bytes:
-    data = b"".join(stream)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+class _Chunks(io.RawIOBase):
+    """The engine's archive stream as a file, read only as far as the first member needs (a directory's archive
+    holds everything below it)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks, self._pending = iter(chunks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            self._pending = next(self._chunks, b"")
+            if not self._pending:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n
+
+
+def _first_member(stream: Any, read: bool = True) -> tuple[tarfile.TarInfo | None, bytes]:
+    """The header of the archive's first member (the path itself: its owner as the engine has it) and, when
+    `read`, its content."""
+    if stream is None:
+        return None, b""
+    with tarfile.open(fileobj=io.BufferedReader(_Chunks(stream)), mode="r|") as tar:
         member = tar.next()
-        f = tar.extractfile(member) if member is not None else None
-        return f.read() if f is not None else b""
+        f = tar.extractfile(member) if member is not None and read else None
+        return member, (f.read() if f is not None else b"")
+
+
+def _image_accounts(api: Any, container: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """{"passwd": {name: (uid, gid)}, "group": {name: (gid, gid)}} of the image's own files."""
+    out: dict[str, dict[str, tuple[int, int]]] = {"passwd": {}, "group": {}}
+    for kind in out:
+        _, stat, stream = _stat(api, container, f"/etc/{kind}")
+        text = _first_member(stream)[1].decode("utf-8", "replace") if stat is not None else ""
+        for line in text.splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[2].isdigit() and (kind == "group" or fields[3].isdigit()):
+                out[kind].setdefault(fields[0], (int(fields[2]), int(fields[3] if kind == "passwd" else fields[2])))
+    return out
+
+
+def _owner_ids(owner: str, accounts: dict[str, dict[str, tuple[int, int]]]) -> tuple[int, int] | str:
+    """The uid and gid `owner` stands for, as the image rule reads it (`NAME`: the account and its primary group,
+    `UID`: UID:UID), names looked up in the image's /etc/passwd and /etc/group; a message when one is not there."""
+    user, _, group = owner.partition(":")
+    if user.isdigit():
+        uid = gid = int(user)
+    elif user in accounts["passwd"]:
+        uid, gid = accounts["passwd"][user]
+    else:
+        return f"owner `{user}` is not in the image's /etc/passwd"
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        if group not in accounts["group"]:
+            return f"group `{group}` is not in the image's /etc/group"
+        gid = accounts["group"][group][0]
+    return uid, gid
 
 
 def _check_metadata(api: Any, image_id: str, check: Any) -> list[CheckResult]:
