@@ -19,6 +19,7 @@ from types import FrameType
 from typing import NoReturn
 
 from minibuild import __version__, sandbox
+from minibuild.cli import startup
 from minibuild.errors import MinibuildError
 
 # Command -> one line of help. Each has a module minibuild/cli/commands/<name>.py with add_arguments(parser)
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The program, not a caller in a process that goes on: whatever is left is freed by the exit, and the
         # interpreter's last full collection over it cost a cold build ~0.08 s (docs/architecture.md).
         atexit.register(gc.freeze)
+        startup.hold_collector()  # until the build's first action (cli/startup.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser(argv).parse_args(argv)
     try:

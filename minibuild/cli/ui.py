@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from minibuild.cli import startup
 from minibuild.errors import MinibuildError
 
 
@@ -130,6 +131,7 @@ class Progress:
         self.started = time.monotonic()
 
     def event(self, event: Any) -> None:
+        startup.release_collector()  # the build is under way: start-up is over
         with self.lock:
             a = event.action
             if event.kind == "start":
