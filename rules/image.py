@@ -117,7 +117,7 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
     if entrypoint and entrypoint[0].startswith("/") and entrypoint[0] not in binaries \
             and entrypoint[0] not in file_dests:
         binaries.append(entrypoint[0])
-    if not binaries and not a.files and not base and not a.trees and not a.dirs and not a.volumes \
+    if not binaries and not a.files and not base and not a.trees and not a.dirs and not a.volumes and not a.links \
             and not a.packages and a.tzdata is not True:
         raise ctx.fail("an image needs at least one of `binaries`, `files`, `packages`, `trees`, `dirs` or `base`",
                        "binaries")
@@ -230,6 +230,7 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
             keep_setuid=a.keep_setuid, max_size=a.max_size, compression=a.compression, gzip_level=a.gzip_level,
             epoch=ctx.epoch, dpkg_status=DpkgStatusParams(sysroot, package_sysroot) if a.dpkg_status else None,
             dirs=_dir_params(ctx),
+            links=tuple((x.path, x.target, f"{ctx.label} links[{i}]") for i, x in enumerate(a.links)),
             tree_owners=tuple((t.src, t.owner) for t in a.trees if t.owner),
             sysroot_files=sysroot_files(ctx),
         ),

@@ -94,6 +94,28 @@ class DirAttr(Attrs):
         return check_account(v, "owner")
 
 
+class LinkAttr(Attrs):
+    path: str
+    """Where the symlink is (an absolute path; its parents are made too, owned by root)."""
+    target: str
+    """What it points to, written as it is: absolute (`/run`) or relative to its directory (`../run`)."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        v = image_path(v, "link")
+        if v == "/":
+            raise ValueError("a link cannot replace `/`; name a path below it (`/var/run`)")
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        if not v or "\0" in v:
+            raise ValueError("a link's target is a non-empty path (`/run`, `../run`)")
+        return v
+
+
 class TreeAttr(Attrs):
     src: str
     """A directory of the sysroot, copied to the same path in the image."""
@@ -245,6 +267,9 @@ class ImageAttrs(Attrs):
     dirs: list[DirAttr] = []
     """Directories created empty with an owner and mode: `{ path = "/var/lib/app", owner = "www-data",
     mode = "0750" }` (a directory the image has anyway takes them too)."""
+    links: list[LinkAttr] = []
+    """Symlinks the image holds: `{ path = "/var/run", target = "/run" }` (what a package's maintainer script or
+    base-files makes); a path under one is made through it."""
     volumes: list[str] = []
     """Directories a container gets a volume on (the config's `Volumes`): each is in the image with the owner and
     mode of its `dirs` entry, so a new volume starts with them; without one, as the image has it, else root's
@@ -338,6 +363,15 @@ class ImageAttrs(Attrs):
             if not ACCOUNT.match(name):
                 raise ValueError(f"`{name}` must be an account name of the sysroot (`www-data`), not a number or a "
                                  "path")
+        return v
+
+    @field_validator("links")
+    @classmethod
+    def _links_once(cls, v: list[LinkAttr]) -> list[LinkAttr]:
+        paths = [x.path for x in v]
+        twice = sorted({x for x in paths if paths.count(x) > 1})
+        if twice:
+            raise ValueError(f"link `{twice[0]}` is listed twice")
         return v
 
     @field_validator("volumes")

@@ -39,7 +39,7 @@ def _image_tree(run: ActionRun[LayersParams], closure: dict[str, Any],
     dirs = [{"path": d.path, "mode": d.mode, "owner": d.owner, "origin": d.origin,
              "if_absent": d.if_absent} for d in p.dirs]
     tree, groups = build_tree(closure, files, run.inputs, p.ld_so_cache, root=run.root, dpkg=dpkg, dirs=dirs,
-                              tree_owners=p.tree_owners,
+                              tree_owners=p.tree_owners, links=p.links,
                               sysroot_files=[(f.dest, f.mode, f.owner) for f in p.sysroot_files])
     if not p.keep_setuid:
         # setuid/setgid programs are rarely meant to be so in a container; Docker's default drops them

@@ -139,6 +139,7 @@ class LayersParams:
     epoch: int
     dpkg_status: DpkgStatusParams | None = None
     dirs: tuple[DirParam, ...] = ()
+    links: tuple[tuple[str, str, str], ...] = ()  # `links`: (path, target, origin), made before anything else
     tree_owners: tuple[tuple[str, str], ...] = ()  # (a `trees` src, its owner): everything at or below it
     sysroot_files: tuple[SysrootFileParam, ...] = ()  # their mode and owner, applied to what the closure added
 

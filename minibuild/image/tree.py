@@ -168,11 +168,15 @@ def build_tree(closure: dict[str, Any], files: list[dict[str, Any]], inputs: dic
                ld_so_cache: bool = False, root: str = "/", dpkg: Owners | None = None,
                dirs: Sequence[dict[str, Any]] = (),
                tree_owners: Sequence[tuple[str, str]] = (),
-               sysroot_files: Sequence[tuple[str, int | None, str]] = ()) -> tuple[ImageTree, dict[str, str]]:
+               sysroot_files: Sequence[tuple[str, int | None, str]] = (),
+               links: Sequence[tuple[str, str, str]] = ()) -> tuple[ImageTree, dict[str, str]]:
     """The whole image tree, and the layer group of each canonical path. A closure's sources inside the
     workspace are relative to its `root`. With `dpkg` (who owns the sysroot's files), the dpkg status of the
     packages the image holds files of is added (`dpkg_status`)."""
     tree = ImageTree()
+    # `links` first, so that what the image puts below one (/var/run/app) is made through it (/run/app).
+    for path, target, origin in links:
+        tree.add(TreeEntry(path, "symlink", 0o777, f"link to {target}", origin=origin, target=target))
     order = {"symlink": 0, "dir": 1, "file": 2}
     # The image's own `files` win over runtime files at the same path (e.g. its own nsswitch.conf or CA bundle).
     own = {f["dest"] for f in files}
