@@ -58,6 +58,10 @@ def test_bad_signing_settings_are_refused_before_the_build(configured, cli, regi
     r = cli("push", "//img:a", "--to", f"{registry}/minibuild-test/never:1", "--attach", "sbom", cwd=root,
             env=password_env())
     assert r.returncode == 2 and "`--attach` needs a key to sign with" in r.stderr
+    for option in (["--sign", str(keys.private)], ["--attach", "sbom"]):
+        r = cli("push", "//img:a", "--to", f"{registry}/minibuild-test/never:1", "--no-sign", *option, cwd=root,
+                env=password_env())
+        assert r.returncode == 2 and f"`{option[0]}` and `--no-sign` contradict each other" in r.stderr, r.stderr
     write('key = "missing.key"\n')
     r = cli("push", "//img:a", "--to", f"{registry}/minibuild-test/never:1", cwd=root, env=password_env())
     assert r.returncode == 2 and "cannot read the private key" in r.stderr and "pushing" not in r.stderr

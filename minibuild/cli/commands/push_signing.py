@@ -51,8 +51,10 @@ def signing_plan(args: argparse.Namespace) -> SigningPlan | None:
 
     attach = _attach_list(args.attach) if args.attach else None
     if args.no_sign:
-        if args.sign:
-            raise InputError("`--sign` and `--no-sign` contradict each other")
+        if args.sign or args.attach:  # --attach says what signing attaches: a push that does not sign has none
+            option = "--sign" if args.sign else "--attach"
+            raise InputError(f"`{option}` and `--no-sign` contradict each other",
+                             hint=f"drop `--no-sign` to sign, or `{option}` to push unsigned")
         return None
     workspace = Workspace.find()
     config = workspace.config.signing
