@@ -9,11 +9,13 @@ where it cannot be reached, this fails (it does not skip)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -59,6 +61,18 @@ class Container:
         out = subprocess.run([self.docker, "top", self.name, "-eo", "pid,uid,args"], capture_output=True, text=True,
                              check=True).stdout
         return [(int(line.split(None, 2)[1]), line.split(None, 2)[2]) for line in out.splitlines()[1:]]
+
+    def users(self) -> set[str]:
+        """The account name of each process's uid (from `docker top`) in the image's own /etc/passwd, read from the
+        container with `docker cp`, as a process in it (getpwuid) would name itself."""
+        tar = subprocess.run([self.docker, "cp", f"{self.name}:/etc/passwd", "-"], capture_output=True,
+                             check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            member = archive.next()
+            assert member is not None and member.isfile()
+            text = archive.extractfile(member).read().decode()  # type: ignore[union-attr]
+        names = {int(f[2]): f[0] for f in (line.split(":") for line in text.splitlines()) if len(f) >= 7}
+        return {names.get(uid, f"uid {uid} (not in the image's /etc/passwd)") for uid, _ in self.uids()}
 
     def restart(self) -> None:
         subprocess.run([self.docker, "restart", self.name], capture_output=True, check=True, timeout=120)
@@ -160,6 +174,7 @@ def test_nginx_serves_and_its_www_data_workers_write_uploads(servers: Built, doc
         assert [uid for uid, args in processes if args.startswith("nginx: master")] == [0]
         workers = [uid for uid, args in processes if args.startswith("nginx: worker")]
         assert workers and set(workers) == {www_data}
+        assert nginx.users() == {"root", "www-data"}
         # SIGQUIT (the image's stop signal) lets the workers finish: nginx exits 0, well before docker's 10 s.
         stop = subprocess.run([docker_engine, "stop", nginx.name], capture_output=True, timeout=60)
         assert stop.returncode == 0
@@ -200,6 +215,11 @@ def test_postgres_initialises_its_volume_once_and_keeps_the_data(servers: Built,
             wrong = _psql(pg.host_port(), "SELECT 1", password="wrong")
             assert wrong.returncode != 0 and 'password authentication failed for user "postgres"' in wrong.stderr
             assert {uid for uid, _ in pg.uids()} == {999}
+            assert pg.users() == {"postgres"}  # the declared account, not a generated `user999`
+            # Without llvmjit.so (left out by `exclude`) the JIT is unavailable, and a query that would use it runs.
+            jit = _psql(pg.host_port(), "SELECT pg_jit_available()", "SET jit_above_cost = 0",
+                        "SELECT sum(i * 2) FROM generate_series(1, 100000) AS i")
+            assert jit.returncode == 0 and jit.stdout.split() == ["f", "SET", "10000100000"], jit.stderr
 
             pg.restart()
             _postgres_ready(pg)
@@ -207,6 +227,8 @@ def test_postgres_initialises_its_volume_once_and_keeps_the_data(servers: Built,
             assert kept.stdout.split() == ["before", "1"], kept.stderr
             logs = pg.logs()
             assert logs.count(INITDB_DONE) == 1  # initdb ran on the first start only
+            # initdb names the process's own account (getpwuid in the image's /etc/passwd).
+            assert 'The files belonging to this database system will be owned by user "postgres".' in logs
             # The restart stopped it with the image's SIGINT, postgres's fast shutdown, not docker's SIGKILL.
             assert "received fast shutdown request" in logs and "database system is shut down" in logs
 
@@ -246,6 +268,7 @@ def test_redis_keeps_its_data_in_its_volume(servers: Built, docker_engine: str) 
             assert _redis(redis.host_port(), "RPUSH", "list", "a", "b", "c") == "3"
             assert _redis(redis.host_port(), "CONFIG", "GET", "dir").splitlines() == ["dir", "/var/lib/redis"]
             assert {uid for uid, _ in redis.uids()} == {999}
+            assert redis.users() == {"redis"}
             redis.restart()
             _until("redis answers again", lambda: subprocess.run(
                 ["redis-cli", "-h", "127.0.0.1", "-p", str(redis.host_port()), "PING"], capture_output=True,
@@ -288,3 +311,4 @@ def test_memcached_stores_and_serves_over_its_text_protocol(servers: Built, dock
         stats = _memcached(mc.host_port(), b"stats\r\n", b"END\r\n").decode()
         assert "STAT limit_maxbytes 67108864\r\n" in stats  # --memory-limit=64 from the image's cmd
         assert {uid for uid, _ in mc.uids()} == {11211}
+        assert mc.users() == {"memcache"}
