@@ -269,9 +269,10 @@ class Cache:
     def ac_path(self, key: str) -> str:
         return os.path.join(self.root, "ac", key[:2], key + ".json")
 
-    def get_action(self, key: str) -> dict[str, Any] | None:
+    def get_action(self, key: str, check_blobs: bool = True) -> dict[str, Any] | None:
         """The entry of `key` when it is whole and its blobs are there; None when there is none (or one of an older
-        format). EntryError for an entry that is not one minibuild wrote for `key`: it is removed first."""
+        format). EntryError for an entry that is not one minibuild wrote for `key`: it is removed first.
+        `check_blobs=False`: the caller looks at every blob itself (the executor: each one stat'ed once, not twice)."""
         try:
             with open(self.ac_path(key), "rb") as f:
                 data = f.read()
@@ -287,7 +288,7 @@ class Cache:
             self.discard_action(key)
             raise
         blobs = [o["digest"] for o in entry["outputs"].values()] + entry["blobs"]
-        if not all(self.has_blob(d) for d in blobs):
+        if check_blobs and not all(self.has_blob(d) for d in blobs):
             return None
         return entry
 
