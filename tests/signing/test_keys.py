@@ -26,6 +26,29 @@ def test_keygen_writes_a_p256_pair_openssl_reads_with_the_password(tmp_path, cli
     assert wrong.returncode != 0
 
 
+def test_force_writes_the_new_private_key_into_a_file_only_its_owner_reads(tmp_path, monkeypatch):
+    import argparse
+    import os
+
+    from minibuild.cli.commands import keygen as command
+
+    old = tmp_path / "k.key"
+    old.write_text("an old key\n")
+    old.chmod(0o644)
+    modes = {}
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):  # the mode of the file at the moment the key's bytes go in
+        modes.setdefault("first", stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    monkeypatch.setenv("MINIBUILD_SIGNING_PASSWORD", PASSWORD)
+    assert command.run(argparse.Namespace(output_key_prefix=str(tmp_path / "k"), force=True)) == 0
+    assert modes["first"] == 0o600
+    assert stat.S_IMODE(old.stat().st_mode) == 0o600 and "ENCRYPTED PRIVATE KEY" in old.read_text()
+
+
 def test_keygen_needs_a_password_and_keeps_existing_keys(tmp_path, cli):
     r = cli("keygen", cwd=tmp_path, env={"MINIBUILD_SIGNING_PASSWORD": "", "COSIGN_PASSWORD": ""})
     assert r.returncode == 2 and "no password" in r.stderr and "Traceback" not in r.stderr

@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
     for path, data, mode in ((private, pair.private_pem, 0o600), (public, pair.public_pem, 0o644)):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            os.fchmod(fd, mode)  # an existing file keeps its mode through O_CREAT: narrowed before the key is in it
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.chmod(path, mode)  # an existing file keeps its mode through O_CREAT
         except OSError as exc:
             raise InputError(f"cannot write `{path}`: {exc.strerror}") from None
     ui.info(f"private key (encrypted) written to {private}")
