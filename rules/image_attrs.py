@@ -48,8 +48,8 @@ class FileSpec(Attrs):
     """Permission bits, `"0644"`; unset: 0644 for a file, 0755 for a genrule's output, a `files` target's own,
     a sysroot file's own."""
     owner: str = ""
-    """Who owns it in the image: an account of the sysroot (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`;
-    unset: root."""
+    """Who owns it in the image: an account of the sysroot or of `users` (`"www-data"`, `"NAME:GROUP"`) or
+    `"UID:GID"`; unset: root."""
 
     @field_validator("owner")
     @classmethod
@@ -79,7 +79,8 @@ class DirAttr(Attrs):
     path: str
     """The directory (an absolute path; its parents are made too, owned by root)."""
     owner: str = ""
-    """Who owns it: an account of the sysroot (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`; unset: root."""
+    """Who owns it: an account of the sysroot or of `users` (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`; unset:
+    root."""
     mode: Mode = 0o755
     """Permission bits, `"0750"`, `"1777"`."""
 
@@ -255,8 +256,8 @@ class ImageAttrs(Attrs):
     workdir: str = ""
     """The working directory of the image's processes."""
     user: str = ""
-    """The account processes run as: a name of the sysroot's `/etc/passwd` (`"www-data"`, copied with its group),
-    `"NAME:GROUP"`, `"UID:GID"` (an entry generated), or `"nonroot"` (uid/gid 65532)."""
+    """The account processes run as: a name of the sysroot's `/etc/passwd` (`"www-data"`, copied with its group) or
+    of an account `users` declares, `"NAME:GROUP"`, `"UID:GID"` (an entry generated), or `"nonroot"` (uid/gid 65532)."""
     users: list[UserEntry] = []
     """More accounts the program switches to: names of the sysroot's `/etc/passwd` (`"www-data"`), copied with
     their groups, or accounts declared with their ids (`{ name = "postgres", uid = 999, gid = 999, home =
