@@ -124,6 +124,14 @@ def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[st
     return True
 
 
+# The child runs this very minibuild (a source checkout's too): its folder first on sys.path, in place of the
+# working directory `-c` puts there (a workspace's files are no modules), while the worker's modules are imported;
+# then gone again, so nothing else the child imports is looked up there.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_WORKER = ("import sys; sys.path[0] = sys.argv.pop(1); from minibuild.oci import engine_worker; "
+           "del sys.path[0]; engine_worker.main()")
+
+
 class EngineLoader:
     """Loads image tarballs through the docker SDK in a child process, started before the build.
 
@@ -135,12 +143,9 @@ class EngineLoader:
     """
 
     def __init__(self, timeout: float = 5.0) -> None:
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": package_parent + (os.pathsep + path if path else "")}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "minibuild.oci.engine_worker", str(timeout)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            [sys.executable, "-c", _WORKER, _PACKAGE_PARENT, str(timeout)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._why: str | None = None
 
     def __enter__(self) -> EngineLoader:
