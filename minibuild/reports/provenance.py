@@ -11,13 +11,13 @@ import hashlib
 import os
 import subprocess
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from minibuild import __version__
 from minibuild.errors import MinibuildError
 from minibuild.image.documents import image_files, read_json
 from minibuild.packages import sources
 from minibuild.packages.installed import PackageSysroot
+from minibuild.reports.public_url import without_credentials
 from minibuild.reports.sbom import deb_url
 
 BUILD_TYPE = "urn:minibuild:image-build:v1"
@@ -57,14 +57,6 @@ def _git(root: str, *args: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def _without_credentials(url: str) -> str:
-    """A remote URL as it may be published: `https://user:token@host/x` loses its user and token."""
-    parts = urlsplit(url)
-    if parts.scheme and "@" in parts.netloc:
-        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    return url
-
-
 def _source(root: str) -> list[dict[str, Any]]:
     """The workspace's commit, when it is a git checkout (and whether the tree differs from it)."""
     commit = _git(root, "rev-parse", "--verify", "HEAD")
@@ -72,7 +64,7 @@ def _source(root: str) -> list[dict[str, Any]]:
         return []
     remote = _git(root, "config", "--get", "remote.origin.url")
     dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
-    return [{"name": "workspace", "uri": "git+" + _without_credentials(remote) if remote else "git+file:.",
+    return [{"name": "workspace", "uri": "git+" + without_credentials(remote) if remote else "git+file:.",
              "digest": {"gitCommit": commit}, "annotations": {"dirty": dirty}}]
 
 
@@ -105,8 +97,6 @@ def _debs(root: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
         mirror: str | None = sysroot.url or sources.mirror_for(sysroot.suite)
     except MinibuildError:
         mirror = None  # no download location; the digests stand
-    # A private mirror's `user:token@` (the sysroot's url, an apt source) is not published in a signed statement.
-    mirror = _without_credentials(mirror) if mirror else None
     out = []
     for pkg in sorted(sysroot.packages.values(), key=lambda p: p.name):
         if pkg.deb is None:

@@ -21,6 +21,7 @@ from minibuild import __version__
 from minibuild.packages.installed import DebPackage, DpkgDatabase, PackageSysroot
 from minibuild.reports.diff import files_from_layout
 from minibuild.reports.dpkg import load_licenses
+from minibuild.reports.public_url import without_credentials
 
 NOASSERTION = "NOASSERTION"
 
@@ -81,7 +82,11 @@ class Subject:
 
 
 def deb_url(p: DebPackage, mirror: str | None) -> str | None:
-    return f"{mirror.rstrip('/')}/{p.deb.path}" if mirror and p.deb is not None else None
+    """Where the package's .deb was downloaded from, as an SBOM or a provenance may publish it: a private mirror's
+    `user:token@` (the sysroot's url, an apt source) left out."""
+    if not mirror or p.deb is None:
+        return None
+    return f"{without_credentials(mirror).rstrip('/')}/{p.deb.path}"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from minibuild.oci.attestation import (
 from minibuild.oci.signing import sign_payload
 from minibuild.oci.spec import descriptor_for
 from minibuild.reports import provenance
-from minibuild.reports.provenance import _without_credentials
+from minibuild.reports.public_url import without_credentials
+from minibuild.reports.sbom import deb_url
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
@@ -84,9 +85,9 @@ def test_check_refuses_a_blob_served_under_another_digest_and_a_statement_about_
 
 
 def test_remote_urls_lose_their_credentials():
-    assert _without_credentials("https://ci:tok@git.example.invalid/x.git") == "https://git.example.invalid/x.git"
-    assert _without_credentials("git@github.com:team/x.git") == "git@github.com:team/x.git"
-    assert _without_credentials("https://git.example.invalid/x.git") == "https://git.example.invalid/x.git"
+    assert without_credentials("https://ci:tok@git.example.invalid/x.git") == "https://git.example.invalid/x.git"
+    assert without_credentials("git@github.com:team/x.git") == "git@github.com:team/x.git"
+    assert without_credentials("https://git.example.invalid/x.git") == "https://git.example.invalid/x.git"
 
 
 def test_a_private_mirrors_credentials_are_not_in_the_provenance(tmp_path):
@@ -98,6 +99,18 @@ def test_a_private_mirrors_credentials_are_not_in_the_provenance(tmp_path):
     [deb] = provenance._debs(str(tmp_path), {"platform": "linux/amd64", "sysroot_document": "sysroot.json"})
     assert deb["uri"] == "https://apt.example.invalid/debian/pool/main/s/sed/sed_4.9-1_amd64.deb"
     assert "mirror-token" not in json.dumps(deb)
+
+
+def test_a_private_mirrors_credentials_are_not_in_the_sboms_download_location(tmp_path):
+    from minibuild.packages.installed import PackageSysroot
+
+    doc = {"name": "private", "architecture": "amd64", "suite": "bookworm", "tree": "t",
+           "packages": [{"name": "sed", "version": "4.9-1", "architecture": "amd64", "source": "sed",
+                         "path": "pool/main/s/sed/sed_4.9-1_amd64.deb", "size": 1, "sha256": "ab" * 32}]}
+    (tmp_path / "sysroot.json").write_text(json.dumps(doc))
+    pkg = PackageSysroot.read(str(tmp_path / "sysroot.json")).packages["sed"]
+    assert deb_url(pkg, "https://ci:mirror-token@apt.example.invalid/debian/") == \
+        "https://apt.example.invalid/debian/pool/main/s/sed/sed_4.9-1_amd64.deb"
 
 
 def test_a_build_and_an_unsigned_push_setup_never_import_cryptography(signing_ws):
