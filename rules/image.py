@@ -263,9 +263,17 @@ def _dir_params(ctx: RuleContext[ImageAttrs]) -> tuple[DirParam, ...]:
     """`dirs`, then each of `volumes` no `dirs` entry declares: made root's 0755 unless the image has it anyway."""
     a = ctx.attrs
     declared = {d.path.rstrip("/") for d in a.dirs}
-    return (*(DirParam(d.path, d.mode, d.owner, f"{ctx.label} dirs[{i}]") for i, d in enumerate(a.dirs)),
+    return (*(DirParam(d.path, _dir_mode(d.path, d.mode), d.owner, f"{ctx.label} dirs[{i}]")
+              for i, d in enumerate(a.dirs)),
             *(DirParam(v, 0o755, "", f"{ctx.label} volumes[{i}]", if_absent=True)
               for i, v in enumerate(a.volumes) if v not in declared))
+
+
+def _dir_mode(path: str, mode: int | None) -> int:
+    """A `dirs` entry's mode: as given, else 0755; /tmp stays 1777, as every image has it (only an owner declared)."""
+    if mode is not None:
+        return mode
+    return 0o1777 if path.rstrip("/") == "/tmp" else 0o755
 
 
 def _sysroot(ctx: RuleContext[ImageAttrs], platform: str | None) -> tuple[str, Artifact | None]:

@@ -81,8 +81,8 @@ class DirAttr(Attrs):
     owner: str = ""
     """Who owns it: an account of the sysroot or of `users` (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`; unset:
     root."""
-    mode: Mode = 0o755
-    """Permission bits, `"0750"`, `"1777"`."""
+    mode: Mode | None = None
+    """Permission bits, `"0750"`, `"1777"`; unset: 0755, and 1777 for `/tmp` (everyone's scratch directory)."""
 
     @field_validator("path")
     @classmethod

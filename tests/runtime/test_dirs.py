@@ -1,0 +1,36 @@
+"""`dirs` and `volumes` as the layers' tar headers say them (read with Python's tarfile, not minibuild's reader):
+/tmp's default mode, a path declared twice, a base image's directory kept (docs/runtime.md, "owners and
+directories")."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+
+def _headers(root: Path, target: str) -> list[dict[str, tuple[int, int, int]]]:
+    """Each layer of the image's tarball, bottom first: path -> (uid, gid, mode) of its entries."""
+    tarball = next(root.glob(f"**/{target}/image.tar"))
+    out = []
+    with tarfile.open(tarball) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        for name in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=outer.extractfile(name)) as layer:
+                out.append({"/" + m.name.strip("/"): (m.uid, m.gid, m.mode) for m in layer.getmembers()})
+    return out
+
+
+def _build(workspace, cli, build: str, *targets: str) -> None:
+    workspace.write("app/BUILD.toml", build)
+    r = cli("build", *targets, "--no-load", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_dirs_entry_for_tmp_without_a_mode_keeps_1777(workspace, cli):
+    _build(workspace, cli, '[[image]]\nname = "i"\nbinaries = ["/bin/dash"]\n'
+                           'dirs = [{ path = "/tmp" }, { path = "/srv/t", owner = "daemon" }, '
+                           '{ path = "/srv/m", mode = "1777" }]\n', "//app:i")
+    merged = {k: v for layer in _headers(workspace.root, "app/i") for k, v in layer.items()}
+    assert merged["/tmp"] == (0, 0, 0o1777), merged
+    assert merged["/srv/t"][2] == 0o755 and merged["/srv/m"][2] == 0o1777
