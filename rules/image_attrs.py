@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel
 from minibuild_rules.common import Mode, Size, image_path
@@ -20,6 +20,28 @@ def check_account(v: str, what: str) -> str:
     if v and not all(ACCOUNT.match(part) or part.isdigit() for part in v.split(":", 1)):
         raise ValueError(f'{what} `{v}` must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`')
     return v
+
+
+def check_pattern(pattern: str, what: str, forms: str) -> None:
+    """A path pattern (fnmatch) of `trees` or `packages`: not empty, no `..`, every `[` closed."""
+    parts = pattern.strip("/").split("/")
+    if not pattern.strip("/") or ".." in parts or "" in parts or not _brackets_closed(pattern):
+        raise ValueError(f"{what} `{pattern}` must be {forms}, without `..`, empty parts or an unclosed `[`")
+
+
+def _brackets_closed(pattern: str) -> bool:
+    """Whether every `[` opens a class that a `]` closes (`[!...]`, `[]...]` as fnmatch reads them)."""
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "[":
+            j = i + 1 + (pattern[i + 1:i + 2] == "!")
+            j += pattern[j:j + 1] == "]"
+            end = pattern.find("]", j)
+            if end < 0:
+                return False
+            i = end
+        i += 1
+    return True
 
 
 def account_name(v: str) -> str:
@@ -134,6 +156,14 @@ class TreeAttr(Attrs):
     def _src(cls, v: str) -> str:
         return image_path(v, "tree")
 
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        for pattern in v:
+            check_pattern(pattern, f"{info.field_name} pattern",
+                          "a name (`*.sql`) or a path relative to `src` (`extension/plpgsql*`)")
+        return v
+
     @field_validator("owner")
     @classmethod
     def _owner(cls, v: str) -> str:
@@ -229,7 +259,9 @@ class PackageAttr(Attrs):
     @classmethod
     def _exclude(cls, v: list[str]) -> list[str]:
         for pattern in v:
-            if not pattern or ("/" in pattern and not pattern.startswith("/")) or pattern == "/":
+            check_pattern(pattern, "exclude pattern", "a name (`bitcode`, `*.a`) or an absolute path "
+                          "(`/usr/lib/postgresql/15/lib/llvmjit*`)")
+            if "/" in pattern and not pattern.startswith("/"):
                 raise ValueError(f"exclude pattern `{pattern}` must be a name (`bitcode`, `*.a`) or an absolute path "
                                  "(`/usr/lib/postgresql/15/lib/llvmjit*`)")
         return v

@@ -51,3 +51,28 @@ def test_include_takes_what_find_selects(workspace, cli):
     # Directories only on the way to what is held: no empty Asia, Africa...
     dirs = {p for p, kind in held.items() if p.startswith(ZONES + "/") and kind == "dir"}
     assert dirs == {p.rsplit("/", 1)[0] for p in got} - {ZONES}, sorted(dirs)
+
+
+def test_bad_include_and_exclude_patterns_are_exit_2_naming_the_line_and_attribute(workspace, cli):
+    for attr in ("include", "exclude"):
+        for pattern in ("[", "", "../etc", "a//b", "/"):
+            workspace.write("app/BUILD.toml", f'[[image]]\nname = "t"\n\ntrees = [{{ src = "{ZONES}", '
+                                              f'{attr} = ["UTC", "{pattern}"] }}]\n')
+            r = cli("build", "//app:t", "--no-load", cwd=workspace.root)
+            assert r.returncode == 2 and "Traceback" not in r.stderr, (attr, pattern, r.stderr)
+            assert f"{attr} pattern `{pattern}` must be a name" in r.stderr, (attr, pattern, r.stderr)
+            assert "BUILD.toml:4" in r.stderr and "//app:t" in r.stderr, r.stderr
+            assert f"attribute `trees[0].{attr}`" in r.stderr, r.stderr
+    workspace.write("app/BUILD.toml", f'[[image]]\nname = "t"\ntrees = [{{ src = "{ZONES}", include = ["[A-C]*", '
+                                      '"[!a-z]ST", "[]]x"] }]\n')
+    r = cli("build", "//app:t", "--no-load", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+
+
+def test_an_include_pattern_that_matches_nothing_warns(workspace, cli):
+    workspace.write("app/BUILD.toml", f'[[image]]\nname = "t"\ntrees = [{{ src = "{ZONES}", '
+                                      'include = ["/UTC", "Nowhere*"] }]\n')
+    r = cli("build", "//app:t", "--no-load", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    assert f"`include` pattern `Nowhere*` of tree `{ZONES}` matches nothing" in r.stderr, r.stderr
+    assert "`/UTC`" not in r.stderr, r.stderr

@@ -75,8 +75,12 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
     pending: dict[str, int] = {}
     inside: set[str] = set()  # relative directories at or below one an `include` pattern matched
 
+    matched: set[str] = set()  # the `include` patterns that matched something, to warn of the others
+
     def keep(path: str, rel: str, rel_dir: str) -> bool:
-        if rel_dir in inside or excluded(rel, spec.include):
+        hits = {p for p in spec.include if excluded(rel, (p,))}
+        matched.update(hits)
+        if rel_dir in inside or hits:
             for d in parent_chain(path, top):
                 if d in pending:
                     plan.add(TreeEntry(d, "dir", pending.pop(d), reason))
@@ -120,6 +124,9 @@ def copy_tree(fs: Sysroot, spec: TreeSpec, plan: RuntimePlan) -> bool:
                 _add_link(fs, path, os.readlink(full), top, reason, plan, spec)
             elif stat.S_ISREG(st.st_mode):
                 _add_file(fs, path, st, reason, plan)
+    for pattern in (p for p in spec.include if p not in matched):
+        plan.warnings.append(f"`include` pattern `{pattern}` of tree `{spec.src}` matches nothing in sysroot "
+                             f"`{fs.root}`; nothing of it is copied")
     return True
 
 
