@@ -398,6 +398,18 @@ class ImageAttrs(Attrs):
                                  "path")
         return v
 
+    @field_validator("dirs")
+    @classmethod
+    def _dirs_once(cls, v: list[DirAttr]) -> list[DirAttr]:
+        # Even alike: a path declared twice is a slip, and the last one winning silently hid an owner or mode.
+        first: dict[str, int] = {}
+        for i, d in enumerate(v):
+            j = first.setdefault(d.path.rstrip("/") or "/", i)
+            if j != i:
+                raise ValueError(f"directory `{d.path}` is listed twice, as `dirs[{j}]` and `dirs[{i}]`; keep one "
+                                 "entry with the owner and mode it needs")
+        return v
+
     @field_validator("links")
     @classmethod
     def _links_once(cls, v: list[LinkAttr]) -> list[LinkAttr]:

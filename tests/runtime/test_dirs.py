@@ -34,3 +34,15 @@ def test_a_dirs_entry_for_tmp_without_a_mode_keeps_1777(workspace, cli):
     merged = {k: v for layer in _headers(workspace.root, "app/i") for k, v in layer.items()}
     assert merged["/tmp"] == (0, 0, 0o1777), merged
     assert merged["/srv/t"][2] == 0o755 and merged["/srv/m"][2] == 0o1777
+
+
+def test_a_directory_listed_twice_is_exit_2_naming_both_entries(workspace, cli):
+    for second in ('{ path = "/srv/d/", owner = "daemon" }', '{ path = "/srv/d", mode = "0700" }',
+                   '{ path = "/srv/d", owner = "www-data", mode = "0750" }'):
+        workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/bin/dash"]\n'
+                                          'dirs = [{ path = "/srv/d", owner = "www-data", mode = "0750" }, '
+                                          f'{{ path = "/srv/e" }}, {second}]\n')
+        r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (second, r.stderr)
+        assert "directory `/srv/d` is listed twice, as `dirs[0]` and `dirs[2]`" in r.stderr, r.stderr
+        assert "app/BUILD.toml:4" in r.stderr and "attribute `dirs`" in r.stderr, r.stderr
