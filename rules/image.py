@@ -181,11 +181,19 @@ def _closure_params(ctx: RuleContext[ImageAttrs], platform: str | None, sysroot:
         packages=tuple(PackageParam(p.name, p.docs, tuple(p.exclude)) for p in a.packages),
         sysroot_files=sysroot_files(ctx), shell=a.shell,
     )
-    owners = sorted({o for o in [*(f.owner for f in a.files), *(d.owner for d in a.dirs),
-                                 *(t.owner for t in a.trees)] if o})
+    # Each owner with the first entry naming it, for messages (`dirs[0]` (app/BUILD.toml:4)).
+    where: dict[str, str] = {}
+    named = [("files", [f.owner for f in a.files]), ("dirs", [d.owner for d in a.dirs]),
+             ("trees", [t.owner for t in a.trees])]
+    for attr, entries in named:
+        for i, owner in enumerate(entries):
+            at = ctx.target_origin(f"{attr}[{i}]")
+            where.setdefault(owner, f"`{attr}[{i}]` ({at.file}:{at.line})" if at.file else f"`{attr}[{i}]`")
+    owners = sorted(o for o in where if o)
     accounts = AccountsSpec(
         user=a.user, users=tuple(u for u in a.users if isinstance(u, str)),
         groups=tuple(g for g in a.groups if isinstance(g, str)), owners=tuple(owners),
+        owner_origins=tuple((o, where[o]) for o in owners),
         ships_passwd=any(e.dest == "/etc/passwd" for e in files),
         new_users=tuple(NewUser(u.name, u.uid, u.uid if u.gid is None else u.gid, u.home, u.shell, u.gecos,
                                 f"users[{i}]") for i, u in enumerate(a.users) if not isinstance(u, str)),

@@ -65,11 +65,11 @@ def test_an_unknown_account_is_exit_2_naming_the_sysroot_file_and_close_names(wo
     workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/usr/bin/id"]\nuser = "nobdy"\n')
     r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
     assert r.returncode == 2, r.stderr
-    assert "`user` names the account `nobdy` is not in `/etc/passwd` of sysroot `/`" in r.stderr, r.stderr
+    assert "`user` names the account `nobdy`, which is not in `/etc/passwd` of sysroot `/`" in r.stderr, r.stderr
     assert "close names: `nobody`" in r.stderr and "Traceback" not in r.stderr
     workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/usr/bin/id"]\ngroups = ["wheel0"]\n')
     r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
-    assert r.returncode == 2 and "`groups` names the group `wheel0` is not in `/etc/group`" in r.stderr, r.stderr
+    assert r.returncode == 2 and "`groups` names the group `wheel0`, which is not in `/etc/group`" in r.stderr, r.stderr
 
 
 def test_a_user_that_is_not_a_name_or_numbers_is_refused_in_the_build_file(workspace, cli):
@@ -239,10 +239,13 @@ def test_owners_are_in_the_layer_headers_and_the_layers_are_reproducible(tmp_pat
 
 def test_an_unknown_owner_is_exit_2(workspace, cli):
     workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nbinaries = ["/bin/dash"]\n'
-                                      'dirs = [{ path = "/data", owner = "postgress" }]\n')
+                                      'dirs = [{ path = "/data", owner = "root" }]\n'
+                                      'files = [{ src = "/etc/hostname", from = "sysroot", owner = "daemon" }, '
+                                      '{ src = "/etc/hosts", from = "sysroot", owner = "postgress" }]\n')
     r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
-    assert r.returncode == 2 and "`owner` names the account `postgress` is not in `/etc/passwd`" in r.stderr, \
-        r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "`owner` of `files[1]` (app/BUILD.toml:5) names the account `postgress`, which is not in `/etc/passwd` " \
+           "of sysroot `/`" in r.stderr, r.stderr
 
 
 @pytest.mark.docker
@@ -280,7 +283,8 @@ def test_bad_owners_and_directories_are_exit_2(workspace, cli):
         'dirs = [{ path = "/d", owner = "a b" }]': "owner `a b` must be",
         'dirs = [{ path = "relative" }]': "directory",
         'files = [{ src = "passwd", dest = "/etc/passwd" }]\ndirs = [{ path = "/d", owner = "www-data" }]':
-            "`owner` `www-data` cannot be looked up: the image ships its own /etc/passwd",
+            "`owner` of `dirs[0]` (app/BUILD.toml:5) names the account `www-data`, which cannot be looked up: "
+            "the image ships its own /etc/passwd",
         'files = [{ src = "passwd", dest = "/d" }]\ndirs = [{ path = "/d" }]': "two different contents for `/d`",
     }
     workspace.write("app/passwd", "root:x:0:0:root:/root:/bin/sh\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minibuild.elf.sysroot import Sysroot
 from minibuild.errors import InputError
@@ -57,6 +57,9 @@ class AccountsSpec:
     users: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     owners: tuple[str, ...] = ()  # every `owner` of `files` and `dirs`: named accounts are added too
+    # owner -> the first entry naming it (`dirs[0]` (app/BUILD.toml:4)), for messages only: not in the action key,
+    # so that a line moved in BUILD.toml resolves nothing anew.
+    owner_origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     new_users: tuple[NewUser, ...] = ()  # accounts declared with their ids, not copied from the sysroot
     new_groups: tuple[NewGroup, ...] = ()
     ships_passwd: bool = False
@@ -99,7 +102,7 @@ class _Database:
         if fields is None:
             close = difflib.get_close_matches(name, list(self.lines), n=5, cutoff=0.5)
             names = ", ".join(f"`{n}`" for n in (close or sorted(self.lines)[:12]))
-            raise InputError(f"{what} `{name}` is not in `{self.path}` of sysroot `{self.sysroot}`",
+            raise InputError(f"{what} `{name}`, which is not in `{self.path}` of sysroot `{self.sysroot}`",
                              hint=f"{'close names' if close else 'it has'}: {names}; or give it as numbers "
                                   '(`"UID:GID"`)')
         return fields
@@ -193,7 +196,8 @@ def plan_accounts(fs: Sysroot, spec: AccountsSpec, sysroot_name: str) -> Account
                                         "/", "/sbin/nologin"]
         else:
             if spec.ships_passwd:
-                raise InputError(f"{what} `{name}` cannot be looked up: the image ships its own /etc/passwd",
+                raise InputError(f"{what} names the account `{name}`, which cannot be looked up: the image ships its "
+                                 "own /etc/passwd",
                                  hint="give it as numbers (`\"UID:GID\"`)")
             fields = add_user(name, f"{what} names the account")
             uid, gid = fields[2], fields[3]
@@ -217,7 +221,9 @@ def plan_accounts(fs: Sysroot, spec: AccountsSpec, sysroot_name: str) -> Account
             add_user(name, "`users` names the account")
         if spec.user and spec.user.partition(":")[0] not in ("root", "0"):
             run_as = ":".join(account(spec.user, "`user`", generate=True))
-    owners = {text: account(text, "`owner`", generate=False) for text in spec.owners}
+    origins = dict(spec.owner_origins)
+    owners = {text: account(text, f"`owner` of {origins[text]}" if text in origins else "`owner`", generate=False)
+              for text in spec.owners}
     for name in spec.groups:
         group.setdefault(name, group.get(name) or db("group").get(name, "`groups` names the group"))
     members = set(passwd)
