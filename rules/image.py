@@ -268,11 +268,12 @@ def _platform_image(ctx: RuleContext[ImageAttrs], a: ImageAttrs, platform: str |
 
 
 def _dir_params(ctx: RuleContext[ImageAttrs]) -> tuple[DirParam, ...]:
-    """`dirs`, then each of `volumes` no `dirs` entry declares: made root's 0755 unless the image has it anyway."""
+    """`dirs`, then each of `volumes` no `dirs` entry declares; a volume or an entry without owner and mode is made
+    root's 0755 (/tmp 1777) only where neither the image nor its base has the directory."""
     a = ctx.attrs
     declared = {d.path.rstrip("/") for d in a.dirs}
-    return (*(DirParam(d.path, _dir_mode(d.path, d.mode), d.owner, f"{ctx.label} dirs[{i}]")
-              for i, d in enumerate(a.dirs)),
+    return (*(DirParam(d.path, _dir_mode(d.path, d.mode), d.owner, f"{ctx.label} dirs[{i}]",
+                       if_absent=not d.owner and d.mode is None) for i, d in enumerate(a.dirs)),
             *(DirParam(v, 0o755, "", f"{ctx.label} volumes[{i}]", if_absent=True)
               for i, v in enumerate(a.volumes) if v not in declared))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +18,7 @@ from minibuild.entry import TreeEntry
 from minibuild.errors import BuildError
 from minibuild.executor import ActionRun
 from minibuild.image.documents import image_files, read_json, write_json
-from minibuild.image.params import LayersParams
+from minibuild.image.params import DirParam, LayersParams
 from minibuild.image.runtime.accounts import merge_with_base
 from minibuild.image.runtime.dpkg_status import Owners
 from minibuild.image.runtime.shell import shell_warning
@@ -77,6 +78,7 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
     base_layers = base.get("layers", [])
     below = {f["path"]: f for f in image_files({"layers": base_layers})}
     _keep_base_accounts(tree, below)
+    _keep_base_dirs(tree, below, p.dirs)
     if base.get("accounts") and p.base_layers is not None:
         _merge_base_accounts(tree, base["accounts"], str(p.base_layers.owner))
     warnings = list(closure.get("warnings", []))
@@ -135,6 +137,18 @@ def _holds(tree: ImageTree, below: dict[str, Any], path: str) -> bool:
             return found is not None and found["kind"] == "file"
         path = posixpath.normpath(posixpath.join(posixpath.dirname(canonical), found.get("target") or ""))
     return False
+
+
+def _keep_base_dirs(tree: ImageTree, below: dict[str, Any], dirs: Sequence[DirParam]) -> None:
+    """A volume, or a `dirs` entry without owner or mode, on a directory the base image has: the base's entry stays
+    (the image's own would replace its owner and mode with root's 0755)."""
+    for d in dirs:
+        own = tree.entries.get(tree.canonical(d.path))
+        if not d.if_absent or own is None or own.origin != d.origin:
+            continue  # declared with an owner or mode, or the image has the directory anyway
+        base = below.get(own.path)
+        if base is not None and base["kind"] == "dir":
+            del tree.entries[own.path]
 
 
 def _write_group(run: ActionRun[LayersParams], entries: list[TreeEntry], dest: str,

@@ -46,3 +46,42 @@ def test_a_directory_listed_twice_is_exit_2_naming_both_entries(workspace, cli):
         assert r.returncode == 2 and "Traceback" not in r.stderr, (second, r.stderr)
         assert "directory `/srv/d` is listed twice, as `dirs[0]` and `dirs[2]`" in r.stderr, r.stderr
         assert "app/BUILD.toml:4" in r.stderr and "attribute `dirs`" in r.stderr, r.stderr
+
+
+BASE_VOLUME = """
+[[image]]
+name = "base"
+binaries = ["/bin/dash"]
+dirs = [{ path = "/data", owner = "999:999", mode = "0700" }]
+volumes = ["/data"]
+
+[[image]]
+name = "volume"
+base = ":base"
+volumes = ["/data"]
+
+[[image]]
+name = "dir"
+base = ":base"
+dirs = [{ path = "/data" }, { path = "/srv/new" }]
+
+[[image]]
+name = "owned"
+base = ":base"
+dirs = [{ path = "/data", owner = "1234:1234" }]
+"""
+
+
+def test_a_volume_or_plain_dirs_entry_the_base_has_keeps_the_base_owner_and_mode(workspace, cli):
+    _build(workspace, cli, BASE_VOLUME, "//app:base", "//app:volume", "//app:dir", "//app:owned")
+    base = _headers(workspace.root, "app/base")
+    assert {k: v for layer in base for k, v in layer.items()}["/data"] == (999, 999, 0o700)
+    for target in ("volume", "dir"):
+        layers = _headers(workspace.root, f"app/{target}")
+        assert layers[:len(base)] == base
+        added = {k: v for layer in layers[len(base):] for k, v in layer.items()}
+        assert "/data" not in added, (target, added)  # no new entry: the base's stays
+    added = {k: v for layer in _headers(workspace.root, "app/dir")[len(base):] for k, v in layer.items()}
+    assert added["/srv/new"] == (0, 0, 0o755)
+    added = {k: v for layer in _headers(workspace.root, "app/owned")[len(base):] for k, v in layer.items()}
+    assert added["/data"] == (1234, 1234, 0o755)  # an owner declared: the image's entry wins
