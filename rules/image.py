@@ -105,7 +105,7 @@ def _image_impl(ctx: RuleContext[ImageAttrs]) -> list[object]:
              for e in file_entries(ctx, i, spec)]
     files = [e for e, _ in owned]
     file_owners = {e.dest: owner for e, owner in owned if owner}
-    file_dests = {e.dest for e in files}
+    file_dests = {e.dest for e in files} | {f.dest for f in sysroot_files(ctx)}  # an entrypoint among them
     base = ctx.provider(a.base, ImageInfo) if a.base else None
     # PATH is always set (runtimes differ in the default they inject); a base image brings its own.
     env = {**({} if base else {"PATH": DEFAULT_PATH}), **a.env}

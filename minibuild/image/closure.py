@@ -27,6 +27,7 @@ from minibuild.image.runtime.accounts import plan_accounts
 from minibuild.image.runtime.copy import copy_path
 from minibuild.image.runtime.model import RuntimePlan
 from minibuild.image.runtime.packages import PackageFiles
+from minibuild.image.runtime.sysroot_files import moved_elf_files
 from minibuild.image.tree import ImageTree, build_tree
 
 # The loader and libc sit in the lowest layer: every glibc (or musl) image of a catalog has them, so
@@ -65,6 +66,7 @@ def resolve_closure(run: ActionRun[ClosureParams]) -> None:
     """Write closure.json: the static closure, runtime files, then probe rounds until nothing new appears."""
     p = run.params
     overlay = {dest: run.input(art) for dest, art in p.overlay.items()}
+    overlay.update(_moved_elf_files(run))
     options = elf.ResolveOptions(env=tuple(sorted(p.env.items())), workdir=p.workdir, overlay=tuple(overlay.items()))
     runtime_options = _runtime_options(run, p.runtime)
     found = RuntimePlan()  # what the probe found, with its ELF roots
@@ -178,7 +180,7 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
     for e in closure.entries:
         digest = run.digest(e.source) if e.kind == "file" and e.source else None
         # Stored outputs are read-only in the cache; a program shipped from one is executable in the image.
-        mode = 0o755 if e.path in overlay else e.mode
+        mode = 0o755 if e.path in p.overlay else e.mode  # a sysroot file moved by `files` keeps its mode
         reason = extra_reason.get(e.path, e.reason) if e.reason == "binary" else e.reason
         entries.append({"path": e.path, "kind": e.kind, "mode": mode, "target": e.target,
                         "source": _portable(run, e.source), "digest": digest, "size": e.size, "reason": reason})
@@ -208,6 +210,18 @@ def _closure_document(run: ActionRun[ClosureParams], options: elf.ResolveOptions
         "accounts": {"passwd": accounts.passwd, "group": accounts.group, "user": accounts.user,
                      "owners": {k: list(v) for k, v in accounts.owners.items()}},
     }
+
+
+def _moved_elf_files(run: ActionRun[ClosureParams]) -> dict[str, str]:
+    """Sysroot ELF files that `files` copies to another path, resolved at that path (runtime/sysroot_files.py)."""
+    files = tuple((f.src, f.dest, f.origin) for f in run.params.runtime.sysroot_files)
+    if all(src == dest for src, dest, _ in files):
+        return {}
+    sysroot = sysroot_dir(run)
+    fs = Sysroot(sysroot)
+    moved = moved_elf_files(fs, files)
+    run.discover(*(sysroot.rstrip("/") + path for path in fs.probed))  # not an overlay's declared input
+    return moved
 
 
 def sysroot_dir(run: ActionRun[ClosureParams]) -> str:

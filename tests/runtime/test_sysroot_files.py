@@ -67,3 +67,21 @@ def test_bad_sysroot_files_are_exit_2(workspace, cli):
     workspace.write("app/BUILD.toml", '[[image]]\nname = "i"\nfiles = [{ src = "/etc/nginx", from = "sysroot" }]\n')
     r = cli("build", "//app:i", "--no-load", cwd=workspace.root)
     assert 'hint: copy a directory with `trees = [{ src = "/etc/nginx" }]`' in r.stderr, r.stderr
+
+
+@pytest.mark.docker
+def test_an_elf_file_copied_to_another_dest_comes_with_its_closure_and_runs(workspace, cli, docker_engine):
+    workspace.write("app/BUILD.toml", """
+[[image]]
+name = "awk"
+files = [{ src = "/usr/bin/mawk", from = "sysroot", dest = "/usr/local/bin/awk" }]
+entrypoint = ["/usr/local/bin/awk"]
+tag = "minibuild-test/sysroot-files-awk:latest"
+""")
+    r = cli("build", "//app:awk", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    program = 'BEGIN { print sqrt(1764), toupper("ok") }'
+    expected = subprocess.run(["/usr/bin/mawk", program], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([docker_engine, "run", "--rm", "minibuild-test/sysroot-files-awk:latest",
+                          program], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout == expected == "42 OK\n", (out.stdout, out.stderr)
