@@ -129,14 +129,39 @@ def write_layers(run: ActionRun[LayersParams], dpkg: Owners | None = None) -> No
 
 def _holds(tree: ImageTree, below: dict[str, Any], path: str) -> bool:
     """Whether the image (this tree over the base image's files) has a file at `path`, through its links."""
-    for _ in range(8):
-        canonical = tree.canonical(path)
-        entry = tree.entries.get(canonical)
-        found = {"kind": entry.kind, "target": entry.target} if entry is not None else below.get(canonical)
-        if found is None or found["kind"] != "symlink":
-            return found is not None and found["kind"] == "file"
-        path = posixpath.normpath(posixpath.join(posixpath.dirname(canonical), found.get("target") or ""))
-    return False
+    found = _lookup(tree, below, path)
+    return found is not None and found[1] == "file"
+
+
+def _lookup(tree: ImageTree, below: dict[str, Any], path: str) -> tuple[str, str] | None:
+    """The real path and kind of what the image (this tree over the base image's files) has at `path`, every
+    symlink on the way followed wherever it is: the base's `/bin -> usr/bin` leads this image's `/bin/sh` too."""
+    parts = [p for p in path.split("/") if p]
+    resolved, hops, kind = "/", 0, "dir"
+    while parts:
+        part = parts.pop(0)
+        if part in (".", ".."):
+            resolved = posixpath.dirname(resolved) if part == ".." else resolved
+            continue
+        candidate = posixpath.join(resolved, part)
+        entry = tree.entries.get(candidate)
+        found: dict[str, Any] | None = ({"kind": entry.kind, "target": entry.target} if entry is not None
+                                        else below.get(candidate))
+        if found is None:
+            if not parts:
+                return None
+            resolved = candidate  # a parent directory the layers make without an entry of its own
+            continue
+        if found["kind"] == "symlink":
+            hops += 1
+            if hops > 40:
+                return None
+            target = found.get("target") or ""
+            parts = [p for p in posixpath.join(resolved, target).split("/") if p] + parts
+            resolved = "/"
+            continue
+        resolved, kind = candidate, str(found["kind"])
+    return resolved, kind
 
 
 def _keep_base_dirs(tree: ImageTree, below: dict[str, Any], dirs: Sequence[DirParam]) -> None:

@@ -99,3 +99,14 @@ def test_shell_true_without_a_shell_in_the_sysroot_is_exit_2(workspace, cli, tmp
     assert r.returncode == 2 and "`shell = true`, but sysroot" in r.stderr and "has no `/bin/sh`" in r.stderr, \
         r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_no_warning_on_a_base_with_shell_true(workspace, cli):
+    # The base holds /bin -> usr/bin, /usr/bin/sh -> dash: the image's /bin/sh is found through the base's links.
+    workspace.write("app/BUILD.toml", '[[image]]\nname = "base"\nbinaries = ["/usr/bin/env"]\nshell = true\n\n'
+                                      '[[image]]\nname = "child"\nbase = ":base"\nbinaries = ["/usr/bin/sqlite3"]\n')
+    assert os.path.islink("/bin"), "the host is expected to have a merged /usr"
+    r = cli("build", "//app:child", "--no-load", cwd=workspace.root)
+    assert r.returncode == 0 and "has no `/bin/sh`" not in r.stderr, r.stderr
+    held = _layer_members(next(workspace.root.glob("**/app/child/image.tar")))
+    assert held["/bin"].issym() and "/bin/sh" not in held  # the child's own tree has no /bin: the base's link counts
