@@ -299,14 +299,15 @@ class ImageAttrs(Attrs):
     "postgres", gid = 999 }`)."""
     dirs: list[DirAttr] = []
     """Directories created empty with an owner and mode: `{ path = "/var/lib/app", owner = "www-data",
-    mode = "0750" }` (a directory the image has anyway takes them too)."""
+    mode = "0750" }` (a directory the image has anyway takes them too; one without either is made only where neither
+    the image nor its `base` has it); a path listed twice is an error."""
     links: list[LinkAttr] = []
     """Symlinks the image holds: `{ path = "/var/run", target = "/run" }` (what a package's maintainer script or
     base-files makes); a path under one is made through it."""
     volumes: list[str] = []
     """Directories a container gets a volume on (the config's `Volumes`): each is in the image with the owner and
-    mode of its `dirs` entry, so a new volume starts with them; without one, as the image has it, else root's
-    0755."""
+    mode of its `dirs` entry, so a new volume starts with them; without one, as the image or its `base` has it,
+    else root's 0755."""
     tag: str | None = None
     """The tag the image is loaded as; unset: `<package>/<name>:latest`."""
     labels: dict[str, str] = {}
