@@ -102,9 +102,12 @@ class _Database:
         if fields is None:
             close = difflib.get_close_matches(name, list(self.lines), n=5, cutoff=0.5)
             names = ", ".join(f"`{n}`" for n in (close or sorted(self.lines)[:12]))
+            declare = (f'users = [{{ name = "{name}", uid = 999 }}]' if self.kind == "passwd"
+                       else f'groups = [{{ name = "{name}", gid = 999 }}]')
             raise InputError(f"{what} `{name}`, which is not in `{self.path}` of sysroot `{self.sysroot}`",
-                             hint=f"{'close names' if close else 'it has'}: {names}; or give it as numbers "
-                                  '(`"UID:GID"`)')
+                             hint=f"{'close names' if close else 'it has'}: {names}; or declare it with its ids "
+                                  f'(`{declare}`, docs/runtime.md), or give it as '
+                                  'numbers (`"UID:GID"`)')
         return fields
 
     def by_id(self, number: int) -> list[str] | None:
