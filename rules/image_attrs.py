@@ -44,6 +44,15 @@ def _brackets_closed(pattern: str) -> bool:
     return True
 
 
+def check_once(keys: list[str], what: str) -> None:
+    """A list attribute names each thing once: the first one listed twice is the error."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"{what}`{key}` is listed twice")
+        seen.add(key)
+
+
 def account_name(v: str) -> str:
     if not ACCOUNT.match(v):
         raise ValueError(f"`{v}` must be an account name (`postgres`)")
@@ -389,10 +398,7 @@ class ImageAttrs(Attrs):
     @field_validator("users", "groups")
     @classmethod
     def _accounts(cls, v: list[str | UserAttr] | list[str | GroupAttr]) -> list[str | UserAttr] | list[str | GroupAttr]:
-        names = [x if isinstance(x, str) else x.name for x in v]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"`{twice[0]}` is listed twice")
+        check_once([x if isinstance(x, str) else x.name for x in v], "")
         for name in (x for x in v if isinstance(x, str)):
             if not ACCOUNT.match(name):
                 raise ValueError(f"`{name}` must be an account name of the sysroot (`www-data`), not a number or a "
@@ -414,10 +420,7 @@ class ImageAttrs(Attrs):
     @field_validator("links")
     @classmethod
     def _links_once(cls, v: list[LinkAttr]) -> list[LinkAttr]:
-        paths = [x.path for x in v]
-        twice = sorted({x for x in paths if paths.count(x) > 1})
-        if twice:
-            raise ValueError(f"link `{twice[0]}` is listed twice")
+        check_once([x.path for x in v], "link ")
         return v
 
     @field_validator("volumes")
@@ -426,9 +429,7 @@ class ImageAttrs(Attrs):
         paths = [image_path(x, "volume").rstrip("/") or "/" for x in v]
         if "/" in paths:
             raise ValueError("a volume on `/` would hide the whole image; name a directory (`/var/lib/app`)")
-        twice = sorted({x for x in paths if paths.count(x) > 1})
-        if twice:
-            raise ValueError(f"volume `{twice[0]}` is listed twice")
+        check_once(paths, "volume ")
         return paths
 
     @field_validator("packages", mode="before")
@@ -440,10 +441,7 @@ class ImageAttrs(Attrs):
     @field_validator("packages")
     @classmethod
     def _packages_once(cls, v: list[PackageAttr]) -> list[PackageAttr]:
-        names = [p.name for p in v]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"package `{twice[0]}` is listed twice")
+        check_once([p.name for p in v], "package ")
         return v
 
     @field_validator("python_packages")
