@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import base64
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from minibuild.errors import InputError
 from minibuild.remote_cache import RemoteSettings
-from minibuild.workspace import WORKSPACE_FILE, Workspace
+from minibuild.workspace import Workspace
 
 SCHEMES = ("http", "https", "grpc", "grpcs", "oci", "oci+https", "oci+http")
 ENV_URL = "MINIBUILD_REMOTE_CACHE"
@@ -50,13 +49,9 @@ _LOCAL_ONLY = {"max_size"}  # `[cache]` keys that say nothing of a remote cache 
 
 
 def _has_cache_table(workspace: Workspace) -> bool:
-    """Whether workspace.toml's `[cache]` table says anything of a remote cache (read with tomllib: a no-op
-    build of a workspace with no remote cache, or only `max_size`, does not load pydantic)."""
-    try:
-        with open(workspace.root / WORKSPACE_FILE, "rb") as f:
-            table = tomllib.load(f).get("cache")
-    except (OSError, tomllib.TOMLDecodeError):
-        return True  # let the validated configuration say what is wrong
+    """Whether workspace.toml's `[cache]` table says anything of a remote cache (a no-op build of a workspace with
+    no remote cache, or only `max_size`, does not load pydantic)."""
+    table = workspace.unvalidated_table("cache")
     return table is not None and (not isinstance(table, dict) or bool(set(table) - _LOCAL_ONLY))
 
 

@@ -263,6 +263,17 @@ class Workspace:
                 raise InputError(message, origin=self.config_origin(loc, path), hint=hint) from None
         return self._config
 
+    def unvalidated_table(self, name: str) -> object:
+        """workspace.toml's table `name` as tomllib reads it (None when absent), without validating the file: a
+        command that needs a table only when it is there does not load pydantic (a no-op build, a push that does
+        not sign). A file that cannot be read or parsed answers `...`: let the validated `config` say what is
+        wrong."""
+        try:
+            with open(self.root / WORKSPACE_FILE, "rb") as f:
+                return tomllib.load(f).get(name)
+        except (OSError, tomllib.TOMLDecodeError):
+            return ...
+
     def config_origin(self, loc: tuple[str, ...], attribute: str | None = None) -> Origin:
         """Where a key of workspace.toml (`("rules", "load")`) was written: the line of the deepest part found."""
         try:

@@ -123,3 +123,27 @@ def test_a_build_and_an_unsigned_push_setup_never_import_cryptography(signing_ws
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert "minibuild.build" in imported  # the check sees the build's imports
     assert not [m for m in imported if m.startswith("cryptography")]
+
+
+def test_a_push_that_does_not_sign_does_not_validate_workspace_toml(signing_ws):
+    """No `--sign`, no `--attach`, no `[signing]` table: the signing plan is None without loading pydantic (a
+    no-op build before a push loads none either); with a `[signing]` table the file is validated."""
+    import subprocess
+    import sys
+
+    probe = ("import argparse, sys\n"
+             "from minibuild.cli.commands.push_signing import signing_plan\n"
+             "plan = signing_plan(argparse.Namespace(sign=None, attach=None, no_sign=False))\n"
+             "print(plan, 'pydantic' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=signing_ws, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["None", "False"]
+    workspace = signing_ws / "workspace.toml"
+    original = workspace.read_text()
+    try:
+        workspace.write_text(original + '\n[signing]\nattach = ["signature"]\n')
+        proc = subprocess.run([sys.executable, "-c", probe], cwd=signing_ws, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["None", "True"]
+    finally:
+        workspace.write_text(original)

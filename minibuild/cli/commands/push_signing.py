@@ -57,6 +57,8 @@ def signing_plan(args: argparse.Namespace) -> SigningPlan | None:
                              hint=f"drop `--no-sign` to sign, or `{option}` to push unsigned")
         return None
     workspace = Workspace.find()
+    if not args.sign and not args.attach and workspace.unvalidated_table("signing") is None:
+        return None  # nothing asks to sign: workspace.toml is not validated for it (pydantic, ~60 ms)
     config = workspace.config.signing
     key_path = args.sign or (os.path.join(str(workspace.root), config.key) if config.key else None)
     if key_path is None:
