@@ -129,14 +129,20 @@ def build(
     keep_going: bool = False,
     on_event: Callable[[Event], None] | None = None,
     remote: RemoteCache | None = None,
+    on_finished: Callable[[TargetResult], None] | None = None,
 ) -> BuildResult:
-    """Build `patterns`; with `remote`, actions are looked up in (and uploaded to) that remote cache too."""
+    """Build `patterns`; with `remote`, actions are looked up in (and uploaded to) that remote cache too.
+
+    `on_finished` hears of each requested target as soon as it is finished, while the rest of the build goes on
+    (from a finishing thread): `minibuild build` starts loading an image into Docker there. A failed build may
+    have called it for some targets before the failure: the caller undoes what it did then (cli/commands/build.py).
+    """
     cache, stat_cache = open_cache(workspace)
     labels, configured = analyse(workspace, patterns, package, stat_cache)
     actions = [a for ct in configured for a in ct.actions]
     sync = RemoteSync(remote, remote.settings, cache) if remote is not None else None
     requested = set(labels)
-    finisher = _Finisher(workspace, cache, [ct for ct in configured if ct.label in requested], on_event)
+    finisher = _Finisher(workspace, cache, [ct for ct in configured if ct.label in requested], on_event, on_finished)
     executor = Executor(str(workspace.root), cache, stat_cache, jobs=jobs, keep_going=keep_going,
                         on_event=finisher.event, remote=sync)
     remote_warnings: list[str] = []
@@ -182,8 +188,9 @@ class _Finisher:
     the build waits on actions and the network, so the two overlap instead of following each other."""
 
     def __init__(self, workspace: Workspace, cache: Cache, targets: Sequence[AnalysedTarget],
-                 on_event: Callable[[Event], None] | None) -> None:
-        self._workspace, self._cache, self._forward = workspace, cache, on_event
+                 on_event: Callable[[Event], None] | None,
+                 on_finished: Callable[[TargetResult], None] | None = None) -> None:
+        self._workspace, self._cache, self._forward, self._on_finished = workspace, cache, on_event, on_finished
         self._left = {ct.label: len(ct.actions) for ct in targets}
         self._targets: dict[str, list[AnalysedTarget]] = {}
         for ct in targets:
@@ -201,8 +208,7 @@ class _Finisher:
                 for ct in self._targets.get(event.action.id, ()):
                     self._left[ct.label] -= 1
                     if self._left[ct.label] == 0:
-                        self._started[ct.label] = self._pool.submit(
-                            _finish, self._workspace, self._cache, ct, self._results)
+                        self._started[ct.label] = self._pool.submit(self._finish, ct, self._results)
         if self._forward is not None:
             self._forward(event)
 
@@ -212,8 +218,14 @@ class _Finisher:
         for ct in complete:
             with self._lock:
                 started = self._started.get(ct.label)
-            out.append(started.result() if started else _finish(self._workspace, self._cache, ct, results))
+            out.append(started.result() if started else self._finish(ct, results))
         return out
+
+    def _finish(self, ct: AnalysedTarget, results: dict[str, ActionResult]) -> TargetResult:
+        result = _finish(self._workspace, self._cache, ct, results)
+        if self._on_finished is not None:
+            self._on_finished(result)
+        return result
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -6,6 +6,7 @@ Honours DOCKER_HOST like the docker CLI. Every failure becomes an EngineError wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -124,6 +125,22 @@ def load(client: Any, tarball: str, tag: str, config_digest: str, known: dict[st
     return True
 
 
+def restore(client: Any, before: dict[str, str], tags: list[str]) -> list[str]:
+    """Point each of `tags` back at its image in `before` (tag -> id), or untag it (the engine removes an image
+    left without a tag and unused); what failed, one line per tag."""
+    problems = []
+    for tag in tags:
+        try:
+            if tag in before:
+                repo, _, name = tag.rpartition(":") if ":" in tag.rsplit("/", 1)[-1] else (tag, "", "latest")
+                client.api.tag(before[tag], repo, name, force=True)
+            else:
+                client.api.remove_image(tag)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"`{tag}` stays loaded: {_short(exc)}")
+    return problems
+
+
 # The child runs this very minibuild (a source checkout's too): its folder first on sys.path, in place of the
 # working directory `-c` puts there (a workspace's files are no modules), while the worker's modules are imported;
 # then gone again, so nothing else the child imports is looked up there.
@@ -147,6 +164,9 @@ class EngineLoader:
             [sys.executable, "-c", _WORKER, _PACKAGE_PARENT, str(timeout)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._why: str | None = None
+        self._sending = threading.Lock()
+        self._sent: list[str] = []  # tags sent, in order, whose answers are not read yet
+        self._sent_any = False  # an undo has something to do
 
     def __enter__(self) -> EngineLoader:
         return self
@@ -160,22 +180,72 @@ class EngineLoader:
             self._why = str(self._answer("connecting to the Docker engine")["ready"])
         return self._why
 
-    def load(self, tarball: str, tag: str, config_digest: str) -> bool:
-        """As `load()`: load `tarball` unless the engine has `tag` at this config already; True if it loaded."""
-        if self.ready():
-            raise EngineError(f"cannot load `{tag}`: {self._why}")
+    def send(self, tarball: str, tag: str, config_digest: str) -> None:
+        """Hand the child `tarball` to load as `tag` (unless the engine has it at this config) and go on: the child
+        loads the tarballs it is sent one after another while the caller builds; `answers()` collects the outcome.
+        Safe from several threads (a build's finishing threads send each image as soon as it is finished)."""
         request = {"tarball": os.path.abspath(tarball), "tag": tag, "config_digest": config_digest}
         stdin = self._proc.stdin
         assert stdin is not None  # a pipe (__init__)
+        with self._sending:
+            self._sent.append(tag)
+            self._sent_any = True
+            try:
+                stdin.write(json.dumps(request).encode("utf-8") + b"\n")
+                stdin.flush()
+            except BrokenPipeError:
+                pass  # the child is gone: answers() says how
+
+    def sent(self) -> set[str]:
+        """The tags sent and not yet answered."""
+        with self._sending:
+            return set(self._sent)
+
+    def answers(self) -> dict[str, bool]:
+        """Waits for the loads sent so far; tag -> True if it loaded, False if the engine had it already.
+
+        The first load that failed raises its EngineError, once every answer is in. After a failure the child loads
+        none of the later tarballs (an engine that stopped would fail each after its own timeout): the images
+        loaded before it stay loaded, as when they were loaded one by one after the build.
+        """
+        with self._sending:
+            tags, self._sent = self._sent, []
+        if self.ready():
+            raise EngineError(f"cannot load `{tags[0] if tags else 'images'}`: {self._why}")
+        loaded: dict[str, bool] = {}
+        failed: EngineError | None = None
+        for tag in tags:
+            answer = self._answer(f"loading `{tag}`")
+            if "error" in answer:
+                failed = failed or EngineError(answer["error"], hint=answer.get("hint"))
+            else:
+                loaded[tag] = bool(answer["loaded"])
+        if failed is not None:
+            raise failed
+        return loaded
+
+    def load(self, tarball: str, tag: str, config_digest: str) -> bool:
+        """As `load()`: load `tarball` unless the engine has `tag` at this config already; True if it loaded."""
+        self.send(tarball, tag, config_digest)
+        return self.answers()[tag]
+
+    def undo(self) -> list[str]:
+        """Gives every tag this loader loaded back its image from before (or removes it): a build that failed
+        leaves the engine as it found it. What could not be undone, one line per tag."""
+        if not self._sent_any:
+            return []
+        with contextlib.suppress(EngineError):
+            self.answers()  # the loads still under way end first
+        if self.ready():
+            return []
+        stdin = self._proc.stdin
+        assert stdin is not None  # a pipe (__init__)
         try:
-            stdin.write(json.dumps(request).encode("utf-8") + b"\n")
+            stdin.write(b'{"undo": true}\n')
             stdin.flush()
         except BrokenPipeError:
             pass  # the child is gone: _answer says how
-        answer = self._answer(f"loading `{tag}`")
-        if "error" in answer:
-            raise EngineError(answer["error"], hint=answer.get("hint"))
-        return bool(answer["loaded"])
+        return [str(p) for p in self._answer("undoing the loads")["undo"]]
 
     def _answer(self, doing: str) -> dict[str, Any]:
         stdout = self._proc.stdout

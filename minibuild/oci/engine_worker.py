@@ -4,7 +4,9 @@ It connects to the engine and lists its images as soon as it starts, answers one
 (`{"ready": ""}` or `{"ready": "<why not>"}`), then, for each request line (`{"tarball", "tag",
 "config_digest"}`), loads the tarball as `daemon.load` does and answers `{"loaded": true|false}`, or
 `{"error", "hint"}` for an EngineError (the very message the build process shows), or `{"bug": traceback}`.
-It ends when its input does.
+After a failed load it loads nothing more (each later request gets that same error). `{"undo": true}` gives
+the tags it loaded back their images from before it started, answering `{"undo": [what could not be undone]}`.
+Requests arrive while the build goes on; they are served in turn. It ends when its input does.
 """
 
 from __future__ import annotations
@@ -32,17 +34,29 @@ def _serve(timeout: float) -> None:
             known = daemon.image_ids(client)
         except EngineError as exc:  # said at the first load, as the build process said it before
             known = exc
+    before = dict(known) if isinstance(known, dict) else {}
+    loaded: list[str] = []  # tags this process loaded, for an undo
+    failed = EngineError(f"cannot load images: {why}") if client is None else None
     _send({"ready": why})
     for line in sys.stdin:
         request = json.loads(line)
+        if "undo" in request:
+            _send({"undo": daemon.restore(client, before, loaded) if client is not None else []})
+            loaded = []
+            continue
         try:
+            if failed is not None:  # after a failure, nothing more is loaded: the build process reports the first
+                raise failed
             if isinstance(known, EngineError):
                 raise known
-            loaded = daemon.load(client, request["tarball"], request["tag"], request["config_digest"], known)
-            if loaded:
+            if daemon.load(client, request["tarball"], request["tag"], request["config_digest"], known):
                 known[request["tag"]] = request["config_digest"]
-            _send({"loaded": loaded})
+                loaded.append(request["tag"])
+                _send({"loaded": True})
+            else:
+                _send({"loaded": False})
         except EngineError as exc:
+            failed = exc
             _send({"error": exc.message, "hint": exc.hint})
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
 import time
 
-from minibuild.build import action_counts, build
+from minibuild.build import TargetResult, action_counts, build
 from minibuild.cli.commands import common
 from minibuild.oci import daemon
 from minibuild.workspace import Workspace
@@ -37,13 +38,21 @@ def run(args: argparse.Namespace) -> int:
         # Started first: it connects to the engine in a process of its own while this one builds.
         engine = None if args.no_load else stack.enter_context(daemon.EngineLoader())
         progress = ui.Progress(args.plain or args.json)
+        root = str(workspace.root)
+        # Each image is handed to the loader as soon as it is finished: the engine loads it while the rest builds.
+        early = None if engine is None else functools.partial(_send_if_image, root, engine)
         with progress.show():
-            result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
-                           on_event=progress.event, remote=common.remote_cache(args, workspace))
+            try:
+                result = build(workspace, args.patterns, package, jobs=args.jobs, keep_going=args.keep_going,
+                               on_event=progress.event, remote=common.remote_cache(args, workspace), on_finished=early)
+            except Exception:
+                if engine is not None:  # a build that failed loads nothing: what was loaded meanwhile is undone
+                    _undo(engine)
+                raise
         images = [t for t in result.targets if t.summary]
         loaded: dict[str, str] = {}
         if images and engine is not None:
-            loaded = common.load_images(str(workspace.root), images, required=False, engine=engine)
+            loaded = common.load_images(root, images, required=False, engine=engine)
     for w in result.warnings:
         ui.warn(w)
     if args.explain:
@@ -81,3 +90,19 @@ def run(args: argparse.Namespace) -> int:
         ui.summary(len(result.targets), result.run, result.cached - result.remote, time.monotonic() - started,
                    remote=result.remote, down=result.bytes_downloaded, up=result.bytes_uploaded)
     return 0
+
+
+def _send_if_image(root: str, engine: daemon.EngineLoader, target: TargetResult) -> None:
+    if target.summary:
+        common.send_image(root, engine, target)
+
+
+def _undo(engine: daemon.EngineLoader) -> None:
+    from minibuild.cli import ui  # lazy: rich, loaded only when something is drawn
+
+    try:
+        problems = engine.undo()
+    except RuntimeError as exc:  # the loader's own failure must not hide the build's
+        problems = [str(exc)]
+    for p in problems:
+        ui.warn(f"the build failed, but {p}")

@@ -110,7 +110,8 @@ def load_images(root: str, images: Sequence[Any], *, required: bool = True,
     """Load each image's tarball into the engine; label -> "loaded" | "already loaded".
 
     Without a reachable engine: an EngineError when `required`, else one line saying so and nothing loaded.
-    `engine` is the loader the caller started before its build (it connects meanwhile), else one is started here.
+    `engine` is the loader the caller started before its build (it connects meanwhile), else one is started here;
+    images the caller sent it already (`send_image`, as each was finished) are not sent again.
     """
     # lazy: rich, loaded only when something is drawn
     from minibuild.cli import ui
@@ -125,9 +126,15 @@ def load_images(root: str, images: Sequence[Any], *, required: bool = True,
                 return {}
             raise EngineError(f"cannot load images: {why}",
                               hint="start Docker or set DOCKER_HOST; the built images are in `.minibuild/out`")
-        loaded = {}
+        sent = engine.sent()
         for t in images:
-            s = t.summary
-            did = engine.load(os.path.join(root, s["tarball"]), s["tag"], s["config_digest"])
-            loaded[str(t.label)] = "loaded" if did else "already loaded"
-        return loaded
+            if t.summary["tag"] not in sent:
+                send_image(root, engine, t)
+        answers = engine.answers()
+        return {str(t.label): "loaded" if answers[t.summary["tag"]] else "already loaded" for t in images}
+
+
+def send_image(root: str, engine: daemon.EngineLoader, target: Any) -> None:
+    """Hand an image target's tarball (a TargetResult with a summary) to the engine loader, which loads it meanwhile."""
+    s = target.summary
+    engine.send(os.path.join(root, s["tarball"]), s["tag"], s["config_digest"])
