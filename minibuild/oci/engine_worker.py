@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from minibuild.errors import EngineError
@@ -24,6 +27,22 @@ from minibuild.oci import daemon
 def _send(answer: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(answer) + "\n")
     sys.stdout.flush()
+
+
+def _requests() -> Iterator[str]:
+    """Input lines, read by a thread of their own: the build process hands over requests from its finishing
+    threads and reads the answers only at the end, so a child that stopped reading while it waits to write an
+    answer could block both (a catalog of thousands of images fills the pipes)."""
+    lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, name="requests", daemon=True).start()
+    while (line := lines.get()) is not None:
+        yield line
 
 
 def _serve(timeout: float) -> None:
@@ -38,7 +57,7 @@ def _serve(timeout: float) -> None:
     loaded: list[str] = []  # tags this process loaded, for an undo
     failed = EngineError(f"cannot load images: {why}") if client is None else None
     _send({"ready": why})
-    for line in sys.stdin:
+    for line in _requests():
         request = json.loads(line)
         if "undo" in request:
             _send({"undo": daemon.restore(client, before, loaded) if client is not None else []})
