@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from minibuild.errors import EngineError
+from minibuild.oci import daemon
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.docker
@@ -98,3 +100,18 @@ def _config_digest(layout: Path) -> str:
     [manifest] = json.loads((layout / "index.json").read_text())["manifests"]
     blob = layout / "blobs" / Path(*manifest["digest"].split(":"))
     return str(json.loads(blob.read_text())["config"]["digest"])
+
+
+def test_after_a_failed_load_the_loader_loads_nothing_more(workspace, tags, tmp_path):
+    workspace.write("pkg/BUILD.toml", BUILD.format(end="true > $(OUT)", **tags))
+    r = run_cli("build", "//pkg:fast", "--no-load", "--json", cwd=workspace.root)
+    assert r.returncode == 0, r.stderr
+    [fast] = r.json()["targets"]
+    config = _config_digest(workspace.root / ".minibuild/out/pkg/fast/oci")
+    with daemon.EngineLoader() as engine:
+        engine.send(str(tmp_path / "absent.tar"), "minibuild-test/absent:latest", "sha256:0")
+        engine.send(str(workspace.root / fast["tarball"]), tags["fast"], config)
+        with pytest.raises(EngineError) as caught:
+            engine.answers()
+    assert "`minibuild-test/absent:latest`" in caught.value.message
+    assert _docker("image", "inspect", tags["fast"], check=False).returncode != 0
