@@ -25,8 +25,7 @@ from minibuild.image.params import ClosureParams, RuntimeParams
 from minibuild.image.platform import host_architecture
 from minibuild.image.runtime.accounts import plan_accounts
 from minibuild.image.runtime.copy import copy_path
-from minibuild.image.runtime.model import RuntimePlan
-from minibuild.image.runtime.packages import PackageFiles
+from minibuild.image.runtime.model import PackageFiles, RuntimePlan
 from minibuild.image.runtime.sysroot_files import moved_elf_files
 from minibuild.image.tree import ImageTree, build_tree
 

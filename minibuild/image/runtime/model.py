@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from minibuild.entry import TreeEntry
 
-if TYPE_CHECKING:
-    from minibuild.image.runtime.packages import PackageFiles
+
+@dataclass(frozen=True)
+class PackageFiles:
+    """A Debian package's files an image takes (`packages`)."""
+
+    name: str  # as the BUILD file names it (`nginx-common`, `libc6:amd64`)
+    paths: tuple[str, ...]  # as the package database lists them (directories, files, links)
+    docs: bool = False
+    exclude: tuple[str, ...] = ()  # names or absolute paths (fnmatch), as `trees`' exclude
 
 
 @dataclass(frozen=True)

@@ -9,24 +9,15 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
 
 from minibuild.elf.sysroot import Sysroot
 from minibuild.entry import TreeEntry
 from minibuild.image.runtime.copy import copy_path, excluded
-from minibuild.image.runtime.model import RuntimePlan
+from minibuild.image.runtime.model import PackageFiles, RuntimePlan
 
 # What `docs = false` leaves out: documentation, man and info pages, message catalogs.
 DOC_DIRS = ("/usr/share/doc", "/usr/share/man", "/usr/share/info", "/usr/share/locale")
 REASON = "package: "
-
-
-@dataclass(frozen=True)
-class PackageFiles:
-    name: str  # as the BUILD file names it (`nginx-common`, `libc6:amd64`)
-    paths: tuple[str, ...]  # as the package database lists them (directories, files, links)
-    docs: bool = False
-    exclude: tuple[str, ...] = ()  # names or absolute paths (fnmatch), as `trees`' exclude
 
 
 def is_doc(path: str) -> bool:
