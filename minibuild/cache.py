@@ -437,17 +437,21 @@ def _own_cache_dir(root: str) -> None:
             raise InputError(f"`{path}` is {what}: minibuild writes and deletes nothing through it",
                              hint="remove it (it is part of the cache, made again when missing); to keep the cache "
                                   "elsewhere, set MINIBUILD_CACHE to a directory (docs/cache.md)")
-    if os.path.exists(os.path.join(root, TAG)):
+    names = _listing(root)
+    if TAG in names:  # listed, not tested apart: another build may make it between a test and a listing
         return
-    foreign = [n for n in _listing(root) if n not in _SUBDIRS + _FILES and not n.endswith(".tmp")]
+    foreign = [n for n in names if n not in _SUBDIRS + _FILES and not n.endswith(".tmp")]
     if foreign:
         raise InputError(f"`{root}` is not a minibuild cache (it has no {TAG}) and holds other files (`{foreign[0]}`)",
                          hint="point MINIBUILD_CACHE to a new or empty directory: minibuild mixes its cache with "
                               "nothing else")
     try:
         os.makedirs(root, exist_ok=True)
-        with open(os.path.join(root, TAG), "w", encoding="utf-8") as f:
+        # Written aside and renamed: builds starting together each write it whole, none sees a part.
+        part = os.path.join(root, f"{TAG}.{os.getpid()}.tmp")
+        with open(part, "w", encoding="utf-8") as f:
             f.write(_TAG_TEXT)
+        os.replace(part, os.path.join(root, TAG))
     except OSError as exc:
         raise BuildError(f"cannot create the cache in `{root}`: {exc.strerror}",
                          hint="the cache must be writable by this user; MINIBUILD_CACHE puts it elsewhere "

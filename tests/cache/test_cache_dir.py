@@ -84,3 +84,22 @@ def test_an_older_cache_is_marked_and_kept(tmp_path):
     again = build(root)
     assert again.returncode == 0 and again.json()["actions"]["run"] == 0, again.stderr
     assert (root / ".minibuild" / "cache" / "CACHEDIR.TAG").is_file()
+
+
+def test_a_cache_another_build_marks_meanwhile_is_taken(tmp_path, monkeypatch):
+    """Builds starting together on a new cache: while one looks at the directory, another makes CACHEDIR.TAG.
+    That interleaving is forced here (the other build's write lands just before the directory is listed); the
+    directory is then a minibuild cache, never one "holding other files" (CI saw that once, four builds at once)."""
+    from minibuild import cache
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    listing = cache._listing
+
+    def another_build_marks_it_first(path: str) -> list[str]:
+        (root / "CACHEDIR.TAG").write_text(TAG_SIGNATURE + "\n")
+        return listing(path)
+
+    monkeypatch.setattr(cache, "_listing", another_build_marks_it_first)
+    cache._own_cache_dir(str(root))
+    assert (root / "CACHEDIR.TAG").read_text().startswith(TAG_SIGNATURE)
