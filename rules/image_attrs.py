@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from minibuild.rule import Attrs, Dep, LabelAttr, PathOrLabel
 from minibuild_rules.common import Mode, Size, image_path
@@ -20,6 +20,14 @@ def check_account(v: str, what: str) -> str:
     if v and not all(ACCOUNT.match(part) or part.isdigit() for part in v.split(":", 1)):
         raise ValueError(f'{what} `{v}` must be `"NAME"`, `"NAME:GROUP"`, `"UID"` or `"UID:GID"`')
     return v
+
+
+def _owner(v: str) -> str:
+    return check_account(v, "owner")
+
+
+# Who owns an entry (`files`, `dirs`, `trees`): an account name, `NAME:GROUP`, `UID` or `UID:GID`; empty: root.
+Owner = Annotated[str, AfterValidator(_owner)]
 
 
 def check_pattern(pattern: str, what: str, forms: str) -> None:
@@ -78,14 +86,9 @@ class FileSpec(Attrs):
     mode: Mode | None = None
     """Permission bits, `"0644"`; unset: 0644 for a file, 0755 for a genrule's output, a `files` target's own,
     a sysroot file's own."""
-    owner: str = ""
+    owner: Owner = ""
     """Who owns it in the image: an account of the sysroot or of `users` (`"www-data"`, `"NAME:GROUP"`) or
     `"UID:GID"`; unset: root."""
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, v: str) -> str:
-        return check_account(v, "owner")
 
     @field_validator("dest")
     @classmethod
@@ -109,7 +112,7 @@ class FileSpec(Attrs):
 class DirAttr(Attrs):
     path: str
     """The directory (an absolute path; its parents are made too, owned by root)."""
-    owner: str = ""
+    owner: Owner = ""
     """Who owns it: an account of the sysroot or of `users` (`"www-data"`, `"NAME:GROUP"`) or `"UID:GID"`; unset:
     root."""
     mode: Mode | None = None
@@ -119,11 +122,6 @@ class DirAttr(Attrs):
     @classmethod
     def _path(cls, v: str) -> str:
         return image_path(v, "directory")
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, v: str) -> str:
-        return check_account(v, "owner")
 
 
 class LinkAttr(Attrs):
@@ -157,7 +155,7 @@ class TreeAttr(Attrs):
     exclude: list[str] = []
     """Names (`test`, `*.pyc`) or paths relative to `src` (`lib-dynload/_tkinter*`) left out (`exclude` wins
     over `include`)."""
-    owner: str = ""
+    owner: Owner = ""
     """Who owns `src` and everything copied below it: an account of the sysroot or `"UID:GID"`; unset: root."""
 
     @field_validator("src")
@@ -172,11 +170,6 @@ class TreeAttr(Attrs):
             check_pattern(pattern, f"{info.field_name} pattern",
                           "a name (`*.sql`) or a path relative to `src` (`extension/plpgsql*`)")
         return v
-
-    @field_validator("owner")
-    @classmethod
-    def _owner(cls, v: str) -> str:
-        return check_account(v, "owner")
 
 
 class UserAttr(Attrs):
